@@ -1,0 +1,41 @@
+# The two commands a new user runs: `make demo` and `make test`. Both install into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SPEC   ?= examples/minilm-intent/spec.yaml
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint format benchmark clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch==2.13.0 resolves to the CPU wheel; any other spec pulls GBs of CUDA packages.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/triton-bundle demo $(SPEC)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+benchmark: install
+	$(BIN)/python benchmarks/run.py --spec $(SPEC)
+
+clean:
+	rm -rf artifacts model_repository/*/ reports build

@@ -1,0 +1,41 @@
+"""`triton-bundle`: one console script, one subcommand per stage.
+
+Each stage package owns its commands in its own `cli.py`; this module only mounts them and turns
+the bundle's expected errors into one clear line and a non-zero exit instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from triton_bundle.commands import register_all
+
+app = typer.Typer(
+    name="triton-bundle",
+    help="Fine-tuned model -> verified ONNX -> FP16/INT8 variants -> TensorRT -> Triton repository -> "
+    "served, load-tested deployment.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+register_all(app)
+
+_err = Console(stderr=True)
+
+
+def main() -> None:
+    """Entry point with friendly errors for the bundle's own exception types."""
+    from triton_bundle.errors import BundleError
+
+    try:
+        app()
+    except BundleError as exc:
+        _err.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

