@@ -31,7 +31,9 @@ class StageRecord(BaseModel):
 
     def artifact(self, key: str) -> Path:
         if key not in self.artifacts:
-            raise KeyError(f"stage '{self.stage}' recorded no artifact '{key}' (it has: {sorted(self.artifacts)})")
+            raise KeyError(
+                f"stage '{self.stage}' recorded no artifact '{key}' (it has: {sorted(self.artifacts)})"
+            )
         return self.artifacts[key]
 
 

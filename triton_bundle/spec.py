@@ -79,7 +79,9 @@ class SourceSpec(_Strict):
     module: str | None = Field(None, description="torch-module: 'package.module:ClassName'")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="torch-module: constructor arguments")
     weights: Path | None = Field(None, description="torch-module: a .safetensors file")
-    allow_pickle: bool = Field(False, description="allow loading .bin/.pt pickles (never from untrusted paths)")
+    allow_pickle: bool = Field(
+        False, description="allow loading .bin/.pt pickles (never from untrusted paths)"
+    )
 
     @model_validator(mode="after")
     def _module_needs_import_path(self) -> SourceSpec:
@@ -242,7 +244,9 @@ def _format_errors(path: Path, err: ValidationError) -> str:
     lines = [f"{path}: {err.error_count()} problem(s) in the spec"]
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {e['msg']}" + (f" (got {e['input']!r})" if e["type"] != "missing" else ""))
+        lines.append(
+            f"  - {where}: {e['msg']}" + (f" (got {e['input']!r})" if e["type"] != "missing" else "")
+        )
     return "\n".join(lines)
 
 
