@@ -1,0 +1,40 @@
+"""The engine manifest written beside every TensorRT plan, checked before serving.
+
+An engine runs only on the TensorRT version and GPU compute capability it was built for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+ENGINE_MANIFEST_NAME = "engine.json"
+
+
+class ProfileDims(BaseModel):
+    """One optimisation profile: per input, min / opt / max shapes."""
+
+    shapes: dict[str, tuple[list[int], list[int], list[int]]]
+
+
+class EngineManifest(BaseModel):
+    engine_file: str = "model.plan"
+    builder: str = Field(description="'tensorrt' (datacenter) or 'tensorrt_rtx' (ahead-of-time check)")
+    tensorrt_version: str
+    gpu_name: str | None = None
+    compute_capability: str | None = Field(None, description="'9.0'; None for ahead-of-time builds")
+    precision: str
+    strongly_typed: bool = True
+    profiles: list[ProfileDims]
+    source_onnx: str
+    source_onnx_sha256: str
+    build_options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    layer_precisions: dict[str, int] = Field(
+        default_factory=dict, description="layer count per precision, from the engine inspector"
+    )
+    triton_image_tag: str | None = Field(None, description="YY.MM of the Triton image this engine is for")
+
+    @classmethod
+    def read(cls, path: Path) -> EngineManifest:
+        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
