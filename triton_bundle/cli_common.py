@@ -1,0 +1,24 @@
+"""Options and helpers every stage's CLI shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from triton_bundle.spec import ModelSpec, load_spec
+
+console = Console()
+
+SpecArg = Annotated[Path, typer.Argument(help="the model's spec file (YAML)", show_default=False)]
+WorkdirOpt = Annotated[
+    Path | None, typer.Option("--workdir", "-w", help="artifacts directory [default: artifacts/<name>]")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="replace existing artifacts")]
+
+
+def open_spec(spec_path: Path, workdir: Path | None) -> tuple[ModelSpec, Path]:
+    spec = load_spec(spec_path)
+    return spec, Path(workdir) if workdir else spec.default_workdir()

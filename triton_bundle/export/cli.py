@@ -1,0 +1,47 @@
+"""`triton-bundle finetune` and `triton-bundle export`."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, console, open_spec
+
+
+def finetune_command(spec_path: SpecArg, workdir: WorkdirOpt = None, force: ForceOpt = False) -> None:
+    """Fine-tune the spec's classifier on its training data (safetensors + tokenizer + labels)."""
+    from triton_bundle.finetune import finetune
+
+    spec, workdir = open_spec(spec_path, workdir)
+    result = finetune(spec, workdir, force=force)
+    console.print(
+        f"[green]fine-tuned[/] {result.train_examples} examples in {result.seconds:.1f}s; held-out accuracy "
+        f"{result.eval_accuracy:.3f}; checkpoint: {result.checkpoint}"
+    )
+
+
+def export_command(spec_path: SpecArg, workdir: WorkdirOpt = None, force: ForceOpt = False) -> None:
+    """Export to ONNX and prove parity with PyTorch on the spec's held-out data."""
+    from triton_bundle.export.stage import export_model
+
+    spec, workdir = open_spec(spec_path, workdir)
+    with console.status("exporting to ONNX and checking parity"):
+        result = export_model(spec, workdir, force=force)
+    report = result.report
+    table = Table(title=f"ONNX parity ({report.exporter} exporter, {report.examples} real examples)")
+    for column in ("case", "output", "shape", "max abs", "max rel", "ok"):
+        table.add_column(column)
+    for o in report.outputs:
+        table.add_row(
+            o.case,
+            o.output,
+            "x".join(map(str, o.shape)),
+            f"{o.max_abs:.2e}",
+            f"{o.max_rel:.2e}",
+            "[green]yes" if o.within_tolerance else "[red]NO",
+        )
+    console.print(table)
+    if report.label_agreement is not None:
+        console.print(f"label agreement: {report.label_agreement:.4f}")
+    if report.min_cosine is not None:
+        console.print(f"min cosine: {report.min_cosine:.6f}")
+    console.print(f"[green]ONNX[/] {result.onnx}\n[green]report[/] {result.report_path}")

@@ -1,0 +1,30 @@
+"""Progress bars for long work (rich), quiet when output is not a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int, str], None]]:
+    """Yield advance(n, note): moves the bar by n and shows a short note (e.g. the current loss)."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+    )
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
+        task = progress.add_task(description, total=total, note="")
+
+        def advance(n: int = 1, note: str = "") -> None:
+            progress.update(task, advance=n, note=note)
+
+        yield advance
