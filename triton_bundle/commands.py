@@ -6,9 +6,24 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    # Imports stay inside so `triton-bundle --help` does not import torch.
-    # --- stage registrations (one line each) ---
+    # Stage CLI modules import their heavy dependencies (torch, onnx, tritonclient) lazily, inside the
+    # commands, so `triton-bundle --help` stays fast.
+    from triton_bundle.client import cli as client_cli
+    from triton_bundle.engine import cli as engine_cli
     from triton_bundle.export import cli as export_cli
+    from triton_bundle.loadtest import cli as loadtest_cli
+    from triton_bundle.pipeline import cli as pipeline_cli
+    from triton_bundle.repository import cli as repository_cli
+    from triton_bundle.serving import cli as serving_cli
+    from triton_bundle.serving import preflight_cli
 
+    app.command("demo")(pipeline_cli.demo_command)
     app.command("finetune")(export_cli.finetune_command)
     app.command("export")(export_cli.export_command)
+    app.command("build")(engine_cli.build_command)
+    app.add_typer(repository_cli.app, name="repo")
+    app.command("serve")(serving_cli.serve)
+    app.command("preflight")(preflight_cli.preflight_command)
+    app.command("infer")(client_cli.infer_command)
+    app.command("stats")(client_cli.stats_command)
+    loadtest_cli.register(app)

@@ -98,6 +98,11 @@ class DataSpec(_Strict):
     text_field: str = "text"
     label_field: str = "label"
     calibration: Path | None = Field(None, description="defaults to train, else eval")
+    image_field: str = Field(
+        "image",
+        description="vision: the field holding an image path (relative to the data file) when eval is "
+        ".jsonl/.csv; eval may also be a directory of images. torch-module: eval is an .npz of inputs",
+    )
 
 
 class ShapesSpec(_Strict):
@@ -119,12 +124,23 @@ class ExportSpec(_Strict):
     fallback: bool = Field(True, description="try the other exporter when the chosen one fails")
     simplify: bool = Field(True, description="graph clean-up, kept only when parity still holds")
     tolerances: Tolerances = Tolerances()
+    pooling: Literal["mean", "cls"] = Field("mean", description="feature-extraction: how tokens pool")
+    normalize: bool = Field(True, description="feature-extraction: L2-normalise the embedding in the graph")
+    external_data_threshold_mb: Annotated[float, Field(gt=0)] = Field(
+        1024.0, description="weights above this size go to model.onnx.data (protobuf caps a file at 2 GB)"
+    )
 
 
 class CalibrationSpec(_Strict):
     samples: Annotated[int, Field(ge=1)] = 512
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
     allow_random: bool = Field(False, description="calibrate on random data (warned; never the default)")
+    percentile: Annotated[float, Field(gt=90, le=100)] = Field(
+        99.999, description="percentile method: the share of values the range must cover"
+    )
+    batch_size: Annotated[int, Field(ge=1)] = Field(
+        8, description="texts per calibration batch (padded to the batch's longest, not to a fixed length)"
+    )
 
 
 class AccuracyBudget(_Strict):
@@ -134,12 +150,38 @@ class AccuracyBudget(_Strict):
     max_accuracy_drop: Annotated[float, Field(ge=0, le=1)] = 0.01
     min_cosine: Annotated[float, Field(ge=-1, le=1)] = 0.98
     min_psnr_db: float = 30.0
+    max_f1_drop: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        None, description="classifiers: allowed macro-F1 drop vs FP32 (not checked when omitted)"
+    )
+    max_abs_error: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="generic tensors: allowed max |variant - FP32| (not checked when omitted)"
+    )
+
+
+class SensitivitySpec(_Strict):
+    """Mixed precision when INT8 misses the budget: keep the fewest layers in float until it passes."""
+
+    enabled: bool = True
+    max_evaluations: Annotated[int, Field(ge=1)] = Field(
+        24, description="upper bound on quantize-and-evaluate rounds the search may spend"
+    )
 
 
 class PrecisionSpec(_Strict):
     variants: list[Literal["fp16", "int8", "int8-dynamic"]] = ["fp16", "int8", "int8-dynamic"]
     calibration: CalibrationSpec = CalibrationSpec()
     budget: AccuracyBudget = AccuracyBudget()
+    int8_op_types: list[str] = Field(
+        ["MatMul", "Gemm"], description="ops that get Q/DQ on their inputs (TensorRT's INT8 GEMMs)"
+    )
+    quantize_all: bool = Field(
+        False, description="Q/DQ on every op onnxruntime can quantize (a known-bad setting the gate catches)"
+    )
+    fp16_keep_fp32_ops: list[str] = Field(
+        ["LayerNormalization", "Softmax", "Pow", "ReduceMean", "Sqrt", "ReduceL2", "ReduceSum"],
+        description="numerically sensitive op types kept in FP32 inside the FP16 graph",
+    )
+    sensitivity: SensitivitySpec = SensitivitySpec()
 
 
 class EngineSpec(_Strict):

@@ -34,6 +34,20 @@ class EngineManifest(BaseModel):
         default_factory=dict, description="layer count per precision, from the engine inspector"
     )
     triton_image_tag: str | None = Field(None, description="YY.MM of the Triton image this engine is for")
+    # Added by the engine stage; optional so manifests written before them still load.
+    layer_precisions_source: str | None = Field(
+        None,
+        description="'engine_inspector' (what TensorRT chose, GPU builds) or 'network_definition' "
+        "(what the graph asks for, before fusion: ahead-of-time builds)",
+    )
+    compute_layer_precisions: dict[str, int] = Field(
+        default_factory=dict, description="matrix multiply / convolution layers per precision"
+    )
+    input_types: dict[str, str] = Field(
+        default_factory=dict, description="engine input name -> TensorRT type"
+    )
+    engine_sha256: str | None = None
+    build_seconds: float | None = None
 
     @classmethod
     def read(cls, path: Path) -> EngineManifest:

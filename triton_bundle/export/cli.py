@@ -27,7 +27,9 @@ def export_command(spec_path: SpecArg, workdir: WorkdirOpt = None, force: ForceO
     with console.status("exporting to ONNX and checking parity"):
         result = export_model(spec, workdir, force=force)
     report = result.report
-    table = Table(title=f"ONNX parity ({report.exporter} exporter, {report.examples} real examples)")
+    table = Table(
+        title=f"ONNX parity ({report.exporter} exporter, opset {report.opset}, {report.examples} real examples)"
+    )
     for column in ("case", "output", "shape", "max abs", "max rel", "ok"):
         table.add_column(column)
     for o in report.outputs:
@@ -44,4 +46,13 @@ def export_command(spec_path: SpecArg, workdir: WorkdirOpt = None, force: ForceO
         console.print(f"label agreement: {report.label_agreement:.4f}")
     if report.min_cosine is not None:
         console.print(f"min cosine: {report.min_cosine:.6f}")
+    for attempt in report.exporter_attempts:
+        console.print(f"[yellow]exporter failed first[/] {attempt}")
+    if report.frozen_dim_check:
+        console.print(f"dynamic dims: {report.frozen_dim_check}")
+    if report.cleanup is not None:
+        verdict = "[green]kept" if report.cleanup.kept else "[yellow]not kept"
+        console.print(f"graph clean-up ({report.cleanup.tool}) {verdict}[/]: {report.cleanup.reason}")
+    if report.external_data:
+        console.print(f"weights in external data: {report.external_data}")
     console.print(f"[green]ONNX[/] {result.onnx}\n[green]report[/] {result.report_path}")

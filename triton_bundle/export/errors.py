@@ -27,3 +27,11 @@ class UnsupportedOperatorError(ExportError):
 
 class ParityError(ExportError):
     """ONNX outputs differ from PyTorch's beyond the spec's tolerances."""
+
+
+class SourceModuleError(ExportError):
+    """A torch-module source that cannot be imported, constructed or loaded with its weights."""
+
+
+class ExportDataError(ExportError):
+    """Evaluation data (images, tensors) that is missing or does not match the model's declared inputs."""

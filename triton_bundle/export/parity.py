@@ -9,19 +9,22 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from polygraphy.backend.base import BaseRunner
 from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
-from polygraphy.comparator import Comparator, CompareFunc
+from polygraphy.comparator import Comparator
+from polygraphy.comparator.compare import SimpleCompareFunc
 from polygraphy.logger import G_LOGGER
-from pydantic import BaseModel
 
+from triton_bundle.export.prepared import ParityCase
+from triton_bundle.export.report import OutputParity, ParityReport
 from triton_bundle.export.tasks import Agreement
 from triton_bundle.spec import Tolerances
+
+__all__ = ["OutputParity", "ParityCase", "ParityReport", "TorchCpuRunner", "compare"]
 
 G_LOGGER.module_severity = G_LOGGER.ERROR
 
@@ -29,11 +32,22 @@ G_LOGGER.module_severity = G_LOGGER.ERROR
 class TorchCpuRunner(BaseRunner):
     """Polygraphy runner for an nn.Module on CPU (polygraphy's PytRunner moves inputs to CUDA)."""
 
-    def __init__(self, module: torch.nn.Module, input_names: Sequence[str], output_names: Sequence[str]):
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        input_names: Sequence[str],
+        output_names: Sequence[str],
+        example: Mapping[str, np.ndarray] | None = None,
+    ):
         super().__init__(name="pytorch", prefix="pytorch-runner")
         self.module = module
         self.input_names = list(input_names)
         self.output_names = list(output_names)
+        # dtype and rank per input (every dim dynamic); token ids when no example is given
+        self.signature = {
+            name: (example[name].dtype, example[name].ndim) if example else (np.dtype(np.int64), 2)
+            for name in self.input_names
+        }
 
     def activate_impl(self):
         self.module.eval()
@@ -42,8 +56,8 @@ class TorchCpuRunner(BaseRunner):
         from polygraphy.common import TensorMetadata
 
         metadata = TensorMetadata()
-        for name in self.input_names:
-            metadata.add(name, np.int64, (-1, -1))
+        for name, (dtype, rank) in self.signature.items():
+            metadata.add(name, dtype, (-1,) * rank)
         return metadata
 
     def infer_impl(self, feed_dict):
@@ -57,60 +71,6 @@ class TorchCpuRunner(BaseRunner):
 
     def deactivate_impl(self):
         pass
-
-
-@dataclass
-class ParityCase:
-    """One set of real inputs at a named shape (e.g. 'max: batch 32 x sequence 128')."""
-
-    name: str
-    feeds: dict[str, np.ndarray]
-
-
-class OutputParity(BaseModel):
-    case: str
-    output: str
-    shape: list[int]
-    max_abs: float
-    max_rel: float
-    within_tolerance: bool
-
-
-class ParityReport(BaseModel):
-    onnx: str
-    exporter: str
-    agreement_kind: Agreement
-    cases: list[str]
-    outputs: list[OutputParity]
-    label_agreement: float | None = None
-    min_cosine: float | None = None
-    examples: int = 0
-    tolerances: Tolerances
-    passed: bool
-    failures: list[str] = []
-    notes: list[str] = field(default_factory=list)
-
-    def markdown(self) -> str:
-        lines = [
-            f"# Export parity: `{Path(self.onnx).name}` ({self.exporter} exporter)",
-            "",
-            f"**{'PASSED' if self.passed else 'FAILED'}** on {self.examples} real examples; "
-            f"tolerances max_abs {self.tolerances.max_abs:g}, max_rel {self.tolerances.max_rel:g}.",
-            "",
-            "| case | output | shape | max abs | max rel | ok |",
-            "|---|---|---|---|---|---|",
-        ]
-        for o in self.outputs:
-            lines.append(
-                f"| {o.case} | {o.output} | {'x'.join(map(str, o.shape))} | {o.max_abs:.3g} | {o.max_rel:.3g} "
-                f"| {'yes' if o.within_tolerance else 'NO'} |"
-            )
-        if self.label_agreement is not None:
-            lines.append(f"\nLabel agreement: {self.label_agreement:.4f}")
-        if self.min_cosine is not None:
-            lines.append(f"\nMinimum cosine similarity: {self.min_cosine:.6f}")
-        lines += [f"\n- {f}" for f in self.failures]
-        return "\n".join(lines) + "\n"
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -132,12 +92,13 @@ def compare(
     """Run PyTorch and ONNX Runtime on every case and judge them against the tolerances."""
     input_names = list(cases[0].feeds)
     runners = [
-        TorchCpuRunner(module, input_names, output_names),
+        TorchCpuRunner(module, input_names, output_names, example=cases[0].feeds),
         OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["cpu"])),
     ]
-    results = Comparator.run(runners, data_loader=[case.feeds for case in cases])
-    compare_func = CompareFunc.simple(atol=tolerances.max_abs, rtol=tolerances.max_rel, check_shapes=True)
-    accuracy = Comparator.compare_accuracy(results, compare_func=compare_func)
+    compare_func = SimpleCompareFunc(atol=tolerances.max_abs, rtol=tolerances.max_rel, check_shapes=True)
+    with G_LOGGER.verbosity(G_LOGGER.CRITICAL):  # mismatches become the report's failures, not log lines
+        results = Comparator.run(runners, data_loader=[case.feeds for case in cases])
+        accuracy = Comparator.compare_accuracy(results, compare_func=compare_func)
     close = bool(accuracy)
 
     torch_iters, onnx_iters = results[0][1], results[1][1]

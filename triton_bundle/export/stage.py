@@ -1,4 +1,4 @@
-"""The export stage: checkpoint -> ONNX -> parity on real data -> report + manifest record.
+"""The export stage: model -> ONNX -> frozen-dim check -> clean-up -> parity on real data -> report.
 
 The ONNX only lands at `<workdir>/onnx/model.onnx` when parity holds; a failed export leaves its
 report under `<workdir>/onnx-rejected/` and nothing where a good model is expected.
@@ -7,23 +7,35 @@ report under `<workdir>/onnx-rejected/` and nothing where a good model is expect
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+import torch
 
 from triton_bundle.atomic import atomic_path, check_overwrite
-from triton_bundle.data import load_texts
-from triton_bundle.export.errors import ParityError
-from triton_bundle.export.loaders import LoadedTextModel, load_text_model
-from triton_bundle.export.onnx_export import check_dynamic_dims, export_module, graph_dims
-from triton_bundle.export.parity import ParityCase, ParityReport, compare
+from triton_bundle.export.cleanup import TOOL as CLEANUP_TOOL
+from triton_bundle.export.cleanup import clean_graph
+from triton_bundle.export.errors import ExportError, FrozenDimensionError, ParityError
+from triton_bundle.export.modalities import check_source_kind, prepare
+from triton_bundle.export.onnx_export import (
+    DATA_SUFFIX,
+    ExportOutcome,
+    check_dynamic_dims,
+    export_module,
+    graph_dims,
+    graph_dtypes,
+)
+from triton_bundle.export.parity import compare
+from triton_bundle.export.prepared import PreparedExport
+from triton_bundle.export.report import JSON_NAME, MARKDOWN_NAME, CleanupRecord, ParityReport
 from triton_bundle.export.tasks import ExportTask, get_task
 from triton_bundle.manifest import Manifest, StageRecord, dump_json
 from triton_bundle.spec import ModelSpec
 
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
+REJECTED_DIR = f"{ONNX_DIR}-rejected"
 
 
 @dataclass(frozen=True)
@@ -40,126 +52,203 @@ def checkpoint_path(spec: ModelSpec, manifest: Manifest) -> Path:
     return manifest.require("finetune", "triton-bundle finetune SPEC").artifact("checkpoint")
 
 
-def _encode(loaded: LoadedTextModel, texts: list[str], **kwargs) -> dict[str, np.ndarray]:
-    enc = loaded.tokenizer(texts, truncation=True, return_tensors="np", **kwargs)
-    return {name: enc[name].astype(np.int64) for name in loaded.input_names}
+def _source(spec: ModelSpec, task: ExportTask, manifest: Manifest) -> Path:
+    if task.modality == "tensor":  # the weights file; the tensor preparer checks it is there
+        return spec.resolve(spec.source.weights) or spec.base_dir
+    return checkpoint_path(spec, manifest)
 
 
-def text_parity_cases(spec: ModelSpec, loaded: LoadedTextModel, texts: list[str]) -> list[ParityCase]:
-    """Real held-out sentences at the spec's min / opt / max shapes, then the whole eval set."""
-    batch, seq = spec.shapes.batch, spec.shapes.sequence
-
-    def take(n: int) -> list[str]:
-        return [texts[i % len(texts)] for i in range(n)]
-
-    cases = [
-        ParityCase(
-            f"min: batch {batch.min}, natural length", _encode(loaded, take(batch.min), max_length=seq.max)
-        ),
-        ParityCase(
-            f"opt: batch {batch.opt} x sequence {seq.opt}",
-            _encode(loaded, take(batch.opt), padding="max_length", max_length=seq.opt),
-        ),
-        ParityCase(
-            f"max: batch {batch.max} x sequence {seq.max}",
-            _encode(loaded, take(batch.max), padding="max_length", max_length=seq.max),
-        ),
-    ]
-    for start in range(0, len(texts), batch.max):
-        chunk = texts[start : start + batch.max]
-        cases.append(
-            ParityCase(
-                f"eval[{start}:{start + len(chunk)}]",
-                _encode(loaded, chunk, padding="longest", max_length=seq.max),
-            )
+def _labels(spec: ModelSpec, prepared: PreparedExport) -> list[str] | None:
+    if spec.labels and prepared.labels and len(spec.labels) != len(prepared.labels):
+        raise ExportError(
+            f"the spec names {len(spec.labels)} labels {spec.labels} but the model has {len(prepared.labels)} "
+            "outputs per example; expected one label per class"
         )
-    return cases
+    return spec.labels or prepared.labels
+
+
+def _verify(spec: ModelSpec, task: ExportTask, prepared: PreparedExport, onnx_path: Path, exporter: str):
+    """Frozen-dim check, then parity on every real case."""
+    try:
+        checked = check_dynamic_dims(
+            onnx_path,
+            prepared.input_axes,
+            prepared.min_case.feeds,
+            prepared.max_case.feeds,
+            output_axes=prepared.output_axes,
+        )
+    except FrozenDimensionError as exc:
+        raise FrozenDimensionError(f"{exc} (graph written by the {exporter} exporter)") from None
+    report = compare(
+        prepared.module,
+        onnx_path,
+        prepared.cases,
+        prepared.output_names,
+        task.agreement,
+        spec.export.tolerances,
+        exporter,
+        masks=prepared.masks,
+    )
+    report.frozen_dim_check = checked
+    return report
+
+
+def _try_cleanup(spec, task, prepared, raw: Path, scratch: Path, exporter: str, threshold: int):
+    """(report, path) of the cleaned graph when it passes every check, else (None, path-less record)."""
+    cleaned = clean_graph(raw, scratch / ONNX_FILE, threshold)
+    if cleaned.path is None:
+        return None, CleanupRecord(
+            tool=CLEANUP_TOOL, kept=False, nodes_before=cleaned.nodes_before, reason=cleaned.error or ""
+        )
+    record = CleanupRecord(
+        tool=CLEANUP_TOOL,
+        kept=False,
+        nodes_before=cleaned.nodes_before,
+        nodes_after=cleaned.nodes_after,
+        reason="",
+    )
+    try:
+        report = _verify(spec, task, prepared, cleaned.path, exporter)
+    except FrozenDimensionError as exc:
+        record.reason = f"the cleaned graph froze a dynamic dim ({exc}); the raw export is used"
+        return None, record
+    if not report.passed:
+        record.reason = (
+            f"parity failed on the cleaned graph ({'; '.join(report.failures)}); the raw export is used"
+        )
+        return None, record
+    record.kept = True
+    record.reason = "parity holds on every case"
+    return report, record
+
+
+def _write_report(directory: Path, report: ParityReport) -> None:
+    dump_json(directory / JSON_NAME, report)
+    (directory / MARKDOWN_NAME).write_text(report.markdown(), encoding="utf-8")
+
+
+def _move_model(source_dir: Path, target_dir: Path) -> None:
+    for name in (ONNX_FILE, ONNX_FILE + DATA_SUFFIX):
+        if (source_dir / name).exists():
+            shutil.move(str(source_dir / name), str(target_dir / name))
 
 
 def export_model(spec: ModelSpec, workdir: Path, force: bool = False) -> ExportResult:
-    """Export the spec's model to ONNX and prove parity; record it in the manifest."""
-    import torch
-
+    """Export the spec's model to ONNX and prove parity on real data; record it in the manifest."""
     task: ExportTask = get_task(spec.task)
+    check_source_kind(spec, task)
     workdir = Path(workdir)
     target = workdir / ONNX_DIR
     check_overwrite(target / ONNX_FILE, force)
     manifest = Manifest.load(workdir, spec.name)
-    checkpoint = checkpoint_path(spec, manifest)
-    loaded = load_text_model(checkpoint, task, allow_pickle=spec.source.allow_pickle)
-    eval_data = load_texts(spec.resolve(spec.data.eval), spec.data.text_field, None)
-    cases = text_parity_cases(spec, loaded, eval_data.texts)
-    axes = {name: task.input_axes for name in loaded.input_names} | task.output_axes
-    masks = {c.name: c.feeds["attention_mask"] for c in cases if "attention_mask" in c.feeds}
+    prepared = prepare(spec, task, _source(spec, task, manifest))
+    labels = _labels(spec, prepared)
+    threshold = int(spec.export.external_data_threshold_mb * 1024**2)
 
-    rejected = workdir / f"{ONNX_DIR}-rejected"
-    with atomic_path(target, force=True) as tmp:
-        tmp.mkdir()
-        onnx_path = tmp / ONNX_FILE
-        example = {name: torch.from_numpy(v) for name, v in cases[1].feeds.items()}
-        outcome = export_module(
-            loaded.module,
+    rejected = workdir / REJECTED_DIR
+    workdir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target, force=True) as tmp, tempfile.TemporaryDirectory(dir=workdir) as scratch_dir:
+        scratch = Path(scratch_dir)
+        (scratch / "raw").mkdir()
+        (scratch / "clean").mkdir()
+        raw_path = scratch / "raw" / ONNX_FILE
+        example = {name: torch.from_numpy(v) for name, v in prepared.opt_case.feeds.items()}
+        outcome: ExportOutcome = export_module(
+            prepared.module,
             example,
-            onnx_path,
-            list(task.output_names),
-            axes,
+            raw_path,
+            prepared.output_names,
+            prepared.input_axes | prepared.output_axes,
             opset=spec.export.opset,
             exporter=spec.export.exporter,
             fallback=spec.export.fallback,
+            external_threshold=threshold,
         )
-        check_dynamic_dims(
-            onnx_path, {n: task.input_axes for n in loaded.input_names}, cases[0].feeds, cases[2].feeds
-        )
-        report = compare(
-            loaded.module,
-            onnx_path,
-            cases,
-            list(task.output_names),
-            task.agreement,
-            spec.export.tolerances,
-            outcome.exporter,
-            masks=masks,
-        )
-        report.notes.extend(f"exporter failed first: {attempt}" for attempt in outcome.attempts)
+        report, cleanup, chosen = None, None, scratch / "raw"
+        if spec.export.simplify:
+            report, cleanup = _try_cleanup(
+                spec, task, prepared, raw_path, scratch / "clean", outcome.exporter, threshold
+            )
+            if report is not None:
+                chosen = scratch / "clean"
+        if report is None:
+            report = _verify(spec, task, prepared, raw_path, outcome.exporter)
         report.onnx = str(target / ONNX_FILE)
+        report.task = spec.task
+        report.opset = outcome.opset
+        report.exporter_requested = spec.export.exporter
+        report.exporter_attempts = list(outcome.attempts)
+        report.dynamic_axes = {
+            k: {str(a): n for a, n in v.items()} for k, v in outcome_axes(prepared).items()
+        }
+        report.cleanup = cleanup
+        report.examples = sum(case.batch for case in prepared.cases[3:])  # the eval set, not the shape cases
+        if outcome.opset != spec.export.opset:
+            report.notes.append(
+                f"requested opset {spec.export.opset}; the {outcome.exporter} exporter wrote opset {outcome.opset}"
+            )
+        external = chosen / (ONNX_FILE + DATA_SUFFIX)
+        report.external_data = external.name if external.exists() else None
         if not report.passed:
             rejected.mkdir(parents=True, exist_ok=True)
-            dump_json(rejected / "verification.json", report)
-            (rejected / "verification.md").write_text(report.markdown(), encoding="utf-8")
+            _write_report(rejected, report)
             raise ParityError(
                 f"ONNX export of '{spec.name}' failed parity: {'; '.join(report.failures)} "
-                f"(report: {rejected / 'verification.md'}; nothing was written to {target})"
+                f"(report: {rejected / MARKDOWN_NAME}; nothing was written to {target})"
             )
-        dump_json(tmp / "verification.json", report)
-        (tmp / "verification.md").write_text(report.markdown(), encoding="utf-8")
+        tmp.mkdir()
+        _move_model(chosen, tmp)
+        _write_report(tmp, report)
     shutil.rmtree(rejected, ignore_errors=True)
+    _record(spec, workdir, manifest, prepared, outcome, report, labels)
+    return ExportResult(
+        onnx=(target / ONNX_FILE).resolve(), report=report, report_path=(target / JSON_NAME).resolve()
+    )
 
+
+def outcome_axes(prepared: PreparedExport) -> dict[str, dict[int, str]]:
+    return {name: axes for name, axes in (prepared.input_axes | prepared.output_axes).items() if axes}
+
+
+def _record(spec, workdir, manifest, prepared, outcome, report, labels) -> None:
+    target = workdir / ONNX_DIR
     onnx_file = (target / ONNX_FILE).resolve()
+    artifacts = {
+        "onnx": onnx_file,
+        "report": (target / JSON_NAME).resolve(),
+        "report_markdown": (target / MARKDOWN_NAME).resolve(),
+        "checkpoint": prepared.source.resolve(),
+    }
+    if report.external_data:
+        artifacts["onnx_data"] = (target / report.external_data).resolve()
+    dtypes = graph_dtypes(onnx_file)
     manifest.record(
         StageRecord(
             stage="export",
-            artifacts={
-                "onnx": onnx_file,
-                "report": (target / "verification.json").resolve(),
-                "report_markdown": (target / "verification.md").resolve(),
-                "checkpoint": checkpoint.resolve(),
-            },
+            artifacts=artifacts,
             metrics={
                 "max_abs": max(o.max_abs for o in report.outputs),
+                "max_rel": max(o.max_rel for o in report.outputs),
                 **({"label_agreement": report.label_agreement} if report.label_agreement is not None else {}),
                 **({"min_cosine": report.min_cosine} if report.min_cosine is not None else {}),
             },
             details={
                 "task": spec.task,
+                "modality": get_task(spec.task).modality,
                 "exporter": outcome.exporter,
-                "opset": spec.export.opset,
-                "input_names": loaded.input_names,
-                "output_names": list(task.output_names),
-                "dynamic_axes": {k: {str(a): n for a, n in v.items()} for k, v in axes.items()},
+                "exporter_requested": spec.export.exporter,
+                "opset": outcome.opset,
+                "input_names": prepared.input_names,
+                "output_names": prepared.output_names,
+                "dynamic_axes": report.dynamic_axes,
                 "graph_inputs": graph_dims(onnx_file),
-                "labels": loaded.labels,
+                "graph_outputs": graph_dims(onnx_file, "output"),
+                "dtypes": dtypes,
+                "labels": labels,
+                "cleanup": report.cleanup.tool if report.cleanup and report.cleanup.kept else None,
+                "external_data": report.external_data is not None,
+                **prepared.details,
             },
         )
     )
     manifest.save(workdir)
-    return ExportResult(onnx=onnx_file, report=report, report_path=(target / "verification.json").resolve())

@@ -31,3 +31,7 @@ def postprocess_model(name: str) -> str:
 
 def ensemble_model(name: str) -> str:
     return name
+
+
+def preprocess_model(name: str) -> str:
+    return f"{name}_preprocess"

@@ -1,0 +1,254 @@
+"""Load-test parts that need no server: shapes, SLO gate, histograms, workload, capacity search, settings."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from triton_bundle.atomic import ArtifactExistsError
+from triton_bundle.errors import BundleError
+from triton_bundle.loadtest.capacity import CapacityUsageError, LevelOutcome, search
+from triton_bundle.loadtest.results import (
+    LatencySummary,
+    LocustSummary,
+    SecondBucket,
+    bucket_ms,
+    percentile,
+    timeline_points,
+)
+from triton_bundle.loadtest.settings import Endpoint, LoadtestUsageError, ShapeSettings
+from triton_bundle.loadtest.shapes import ArrivalRateShape, plan_for
+from triton_bundle.loadtest.slo import evaluate
+from triton_bundle.loadtest.stage import Overrides, build_settings, prepare_run_dir, resolve_endpoint
+from triton_bundle.loadtest.workload import text_workload, workload_for
+from triton_bundle.spec import SLOSpec, load_spec
+
+SPEC = Path(__file__).parent / "fixtures" / "loadtest_spec" / "spec.yaml"
+DEMO_SPEC = Path(__file__).parents[1] / "examples" / "minilm-intent" / "spec.yaml"
+
+
+def _run(requests: int, failures: int, rps: float, p50=None, p95=None, p99=None) -> LocustSummary:
+    return LocustSummary(
+        started_at=0.0,
+        ended_at=10.0,
+        stop_reason="duration reached",
+        requests=requests,
+        failures=failures,
+        rps=rps,
+        request_batch_size=1,
+        latency=LatencySummary(p50_ms=p50, p95_ms=p95, p99_ms=p99),
+    )
+
+
+# ----------------------------------------------------------------------------------------------- shapes
+
+
+def _users_over(kind: str, **kw) -> list[int | None]:
+    plan = plan_for(ShapeSettings(kind=kind, users=8, spawn_rate=2, duration_s=10, **kw))
+    ticks = [plan.tick(t + 0.5) for t in range(12)]
+    return [None if t is None else t.users for t in ticks]
+
+
+def test_every_shape_stops_at_its_duration():
+    for kind in ("constant", "ramp", "step", "spike"):
+        users = _users_over(kind)
+        assert all(u is not None and 1 <= u <= 8 for u in users[:10]), kind
+        assert users[10:] == [None, None], kind
+
+
+def test_ramp_rises_and_step_climbs_in_plateaus():
+    ramp = _users_over("ramp")[:10]
+    assert ramp == sorted(ramp) and ramp[0] < ramp[-1] == 8
+    step = _users_over("step", steps=4)[:10]
+    assert step == sorted(step) and len(set(step)) == 4 and step[-1] == 8
+
+
+def test_spike_jumps_then_returns_to_baseline():
+    users = _users_over("spike", spike_start=0.4, spike_length=0.2)[:10]
+    assert users[0] == users[-1] == 2  # baseline: a quarter of the users
+    assert max(users) == 8 and users.index(8) == 4
+
+
+def test_arrival_rate_pool_holds_the_rate_at_one_second_latency():
+    shape = ShapeSettings(kind="arrival-rate", users=4, duration_s=5, target_rps=50)
+    plan = plan_for(shape)
+    assert isinstance(plan, ArrivalRateShape)
+    assert plan.pool == 50 and plan.per_user_rps * plan.pool == pytest.approx(50)
+
+
+def test_arrival_rate_without_a_rate_is_refused():
+    with pytest.raises(ValueError, match="target rate"):
+        ShapeSettings(kind="arrival-rate")
+
+
+# ----------------------------------------------------------------------------------------------- SLO gate
+
+
+def test_gate_names_the_failed_slo_and_by_how_much():
+    gate = evaluate(SLOSpec(p95_ms=100, p99_ms=500, min_rps=50), _run(1000, 0, 40.0, 50, 180, 300))
+    assert not gate.passed
+    assert [c.name for c in gate.failed] == ["p95_ms", "min_rps"]
+    p95 = gate.failed[0]
+    assert p95.margin == pytest.approx(-80) and p95.margin_pct == pytest.approx(-80)
+    assert "over by 80 ms" in p95.explain()
+    assert "short by 10 req/s" in gate.failed[1].explain()
+
+
+def test_gate_counts_errors_against_the_budget():
+    slo = SLOSpec(max_error_rate=0.01)
+    assert evaluate(slo, _run(1000, 10, 100.0, 5, 5, 5)).passed
+    failed = evaluate(slo, _run(1000, 11, 100.0, 5, 5, 5))
+    assert [c.name for c in failed.failed] == ["max_error_rate"]
+
+
+def test_gate_fails_a_run_without_requests():
+    gate = evaluate(SLOSpec(p95_ms=100, min_rps=1), _run(0, 0, 0.0))
+    assert not gate.passed and all(not c.passed for c in gate.checks)
+    assert "not measured" in gate.checks[0].explain()
+
+
+# ----------------------------------------------------------------------------------------------- histograms
+
+
+@given(st.lists(st.floats(min_value=0.05, max_value=20_000), min_size=1, max_size=300))
+@settings(max_examples=50, deadline=None)
+def test_histogram_percentiles_are_ordered_and_within_range(samples):
+    hist: dict[float, int] = {}
+    for ms in samples:
+        hist[bucket_ms(ms)] = hist.get(bucket_ms(ms), 0) + 1
+    p50, p95, p99 = (percentile(hist, q) for q in (0.5, 0.95, 0.99))
+    assert min(hist) <= p50 <= p95 <= p99 <= max(hist)
+    # Buckets keep about two significant digits (0.1 ms below 10 ms).
+    assert all(abs(bucket_ms(ms) - ms) <= max(0.05, 0.05 * ms) for ms in samples)
+
+
+def test_timeline_fills_quiet_seconds_with_zero():
+    buckets = [
+        SecondBucket(second=100, requests=3, histogram={5.0: 3}, users=2),
+        SecondBucket(second=102, requests=1, failures=1, histogram={50.0: 1}),
+    ]
+    points = timeline_points(buckets, start=99.5)
+    assert [p.rps for p in points] == [3, 0, 1]
+    assert [p.t_s for p in points] == [0.5, 1.5, 2.5]
+    assert points[1].p95_ms is None and points[2].failures_per_s == 1
+
+
+# ----------------------------------------------------------------------------------------------- workload
+
+
+def test_text_workload_keeps_the_data_length_mix():
+    spec = load_spec(DEMO_SPEC)
+    workload = workload_for(spec)
+    assert workload.kind == "text" and len(workload.texts) > 100
+    profile = workload.length_profile()
+    assert profile is not None and profile.chars_p50 < profile.chars_p90 <= profile.chars_max
+    batch = workload.make_batch(random.Random(1), 4)
+    assert len(batch) == 1 and batch[0].name == "TEXT" and batch[0].datatype == "BYTES"
+    assert batch[0].array.shape == (4, 1)
+    # Uniform draws over the pool: sampled lengths follow the data's, not one typical length.
+    rng = random.Random(0)
+    drawn = sorted(len(workload.make_batch(rng, 1)[0].array[0, 0]) for _ in range(2000))
+    assert drawn[1000] == pytest.approx(profile.chars_p50, rel=0.25)
+
+
+def test_text_workload_without_data_says_what_is_missing(tmp_path: Path):
+    spec = load_spec(SPEC)
+    spec.data.eval = tmp_path / "missing.jsonl"
+    with pytest.raises(BundleError, match=r"data\.eval"):
+        text_workload(spec)
+
+
+# ----------------------------------------------------------------------------------------------- capacity
+
+
+def _threshold_evaluator(capacity: float, calls: list[float]):
+    def evaluate_level(level: float) -> LevelOutcome:
+        calls.append(level)
+        ok = level <= capacity
+        return LevelOutcome(passed=ok, reasons=[] if ok else ["too slow"], rps=level)
+
+    return evaluate_level
+
+
+@pytest.mark.parametrize("capacity", [1, 5, 13, 37, 64])
+def test_capacity_search_finds_the_boundary_in_bounded_steps(capacity: int):
+    calls: list[float] = []
+    # Doubling 2 -> 64 takes 6 steps, bisecting a 32-wide interval 5 more.
+    result = search(_threshold_evaluator(capacity, calls), mode="users", start=2, limit=64, max_steps=11)
+    assert result.converged and result.best == capacity
+    assert len(calls) == len(result.steps) <= 11
+    if capacity < 64:
+        assert result.lowest_failing == capacity + 1
+
+
+def test_capacity_search_reports_when_even_the_lowest_level_fails():
+    result = search(_threshold_evaluator(0, []), mode="users", start=4, limit=64, max_steps=8)
+    assert result.best is None and result.converged and "lowest" in result.note
+
+
+def test_capacity_search_stops_at_the_step_budget():
+    calls: list[float] = []
+    result = search(_threshold_evaluator(1000, calls), mode="rps", start=1, limit=10_000, max_steps=3)
+    assert len(calls) == 3 and not result.converged and result.best == 4
+
+
+def test_capacity_search_rejects_bounds_that_cannot_work():
+    with pytest.raises(CapacityUsageError):
+        search(_threshold_evaluator(5, []), mode="users", start=10, limit=5, max_steps=3)
+
+
+# ----------------------------------------------------------------------------------------------- settings
+
+
+def test_settings_come_from_the_spec_and_overrides(tmp_path: Path):
+    spec = load_spec(SPEC)
+    settings = build_settings(spec, Overrides(url="127.0.0.1:9999", users=3, request_batch_size=4), tmp_path)
+    assert settings.endpoint.url == "127.0.0.1:9999"
+    assert settings.endpoint.metrics_url == f"127.0.0.1:{spec.serving.metrics_port}"
+    assert settings.shape.users == 3 and settings.shape.duration_s == spec.loadtest.duration_s
+    assert settings.request_batch_size == 4 and settings.max_requests == spec.loadtest.max_requests
+
+
+def test_grpc_endpoint_keeps_the_http_statistics_api_on_the_same_host():
+    spec = load_spec(SPEC)
+    endpoint = resolve_endpoint(spec, Overrides(protocol="grpc", url="127.0.0.1:7001"))
+    assert endpoint.protocol == "grpc" and endpoint.stats_url() == f"127.0.0.1:{spec.serving.http_port}"
+
+
+def test_metrics_on_another_host_are_refused():
+    with pytest.raises(ValueError, match="only talks to the host"):
+        Endpoint(url="127.0.0.1:8000", metrics_url="10.0.0.5:8002")
+    with pytest.raises(LoadtestUsageError, match="host:port"):
+        resolve_endpoint(load_spec(SPEC), Overrides(url="no-port-here"))
+
+
+def test_run_directory_needs_force_and_never_wipes_foreign_content(tmp_path: Path):
+    run = prepare_run_dir(tmp_path / "lt", force=False)
+    (run / "report.json").write_text("{}")
+    with pytest.raises(ArtifactExistsError, match="--force"):
+        prepare_run_dir(run, force=False)
+    assert not (prepare_run_dir(run, force=True) / "report.json").exists()
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    with pytest.raises(ArtifactExistsError, match="not empty"):
+        prepare_run_dir(foreign, force=True)
+    assert (foreign / "notes.txt").exists()
+
+
+def test_no_server_at_the_url_is_a_usage_error(tmp_path: Path):
+    import socket
+
+    from triton_bundle.loadtest.runner import ServerNotReadyError
+    from triton_bundle.loadtest.stage import loadtest_stage
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    spec = load_spec(SPEC)
+    with pytest.raises(ServerNotReadyError, match=f"127.0.0.1:{port}"):
+        loadtest_stage(spec, tmp_path, Overrides(url=f"127.0.0.1:{port}"))

@@ -1,0 +1,231 @@
+"""The engine stage: for each TensorRT-bound variant, its ONNX from the manifest -> profile -> plan.
+
+GPU builds (datacenter TensorRT) write `<workdir>/engines/<variant>/model.plan` + `engine.json`, the
+artifact the repository stage serves. Ahead-of-time checks (TensorRT for RTX, any host) write
+`<workdir>/engines/aot/<variant>/aot_check.json` (plus the RTX plan and its engine.json if asked);
+their plans are never recorded as the variant's engine, since Triton cannot serve them.
+Both record into one "engine" StageRecord, one variant at a time, keeping the other variants' entries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from triton_bundle.atomic import atomic_path, check_overwrite, write_bytes_atomic
+from triton_bundle.data import load_texts
+from triton_bundle.engine.aot_check import AotCheckResult, aot_check
+from triton_bundle.engine.builder import build_engine, container_command
+from triton_bundle.engine.errors import SourceOnnxError
+from triton_bundle.engine.manifest import ENGINE_MANIFEST_NAME, EngineManifest
+from triton_bundle.engine.profiles import ProfilePlan, ProfileSource, eval_data_plan, spec_plan, token_lengths
+from triton_bundle.engine.trt_build import BuildOptions
+from triton_bundle.errors import BundleError
+from triton_bundle.manifest import Manifest, StageRecord, dump_json
+from triton_bundle.spec import ModelSpec
+
+Variant = Literal["fp32", "fp16", "int8"]
+VARIANTS: tuple[Variant, ...] = ("fp32", "fp16", "int8")
+STAGE = "engine"
+ENGINES_DIR = "engines"
+AOT_DIR = "aot"
+PLAN_FILE = "model.plan"
+AOT_REPORT = "aot_check.json"
+TIMING_CACHE_FILE = "timing.cache"
+
+# Where each variant's ONNX is recorded: (stage, artifact key, the command that records it).
+SOURCES: dict[str, tuple[str, str, str]] = {
+    "fp32": ("export", "onnx", "triton-bundle export SPEC"),
+    "fp16": ("precision", "fp16", "triton-bundle precision SPEC"),
+    "int8": ("precision", "int8", "triton-bundle precision SPEC"),
+}
+
+
+class EngineResult(BaseModel):
+    variant: str
+    mode: Literal["gpu", "aot"]
+    passed: bool
+    directory: Path
+    source_onnx: Path
+    profile_plan: ProfilePlan
+    engine: EngineManifest | None = None  # GPU builds
+    aot: AotCheckResult | None = None  # ahead-of-time checks
+
+
+def relocate(recorded: Path, workdir: Path) -> Path | None:
+    """The recorded artifact, or the same file under `workdir` when the manifest was written elsewhere
+    (another mount point: the host checkout seen from a container)."""
+    if recorded.is_file():
+        return recorded
+    parts = recorded.parts
+    for start in range(1, len(parts)):
+        candidate = Path(workdir, *parts[start:])
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def source_onnx(spec: ModelSpec, manifest: Manifest, workdir: Path, variant: str) -> Path:
+    """The ONNX a variant is built from, as the earlier stage recorded it."""
+    if variant not in SOURCES:
+        raise SourceOnnxError(f"no TensorRT variant '{variant}' (expected one of {', '.join(VARIANTS)})")
+    stage, key, command = SOURCES[variant]
+    record = manifest.require(stage, command.replace("SPEC", "<spec>"))
+    if key not in record.artifacts:
+        raise SourceOnnxError(
+            f"the '{stage}' stage recorded no '{key}' ONNX for '{spec.name}' (it has: "
+            f"{', '.join(sorted(record.artifacts)) or 'nothing'}); run {command.replace('SPEC', '<spec>')} "
+            f"with '{variant}' in precision.variants, or build another variant"
+        )
+    found = relocate(record.artifact(key), workdir)
+    if found is None:
+        raise SourceOnnxError(
+            f"the {variant} ONNX recorded by '{stage}' ({record.artifact(key)}) is not on disk, nor under "
+            f"{workdir}; re-run {command.replace('SPEC', '<spec>')}"
+        )
+    return found
+
+
+def plan_profiles(
+    spec: ModelSpec, manifest: Manifest, workdir: Path, onnx_path: Path, source: ProfileSource
+) -> ProfilePlan:
+    if source == "spec":
+        return spec_plan(spec.shapes, onnx_path)
+    checkpoint = relocate(
+        manifest.require("export", "triton-bundle export <spec>").artifact("checkpoint") / "tokenizer.json",
+        workdir,
+    )
+    texts = load_texts(spec.resolve(spec.data.eval), spec.data.text_field, None).texts
+    tokenizer = checkpoint or Path("tokenizer.json (not found beside the exported checkpoint)")
+    return eval_data_plan(spec.shapes, onnx_path, token_lengths(texts, tokenizer))
+
+
+def _timing_cache(spec: ModelSpec, workdir: Path) -> Path:
+    return spec.resolve(spec.engine.timing_cache) or workdir / ENGINES_DIR / TIMING_CACHE_FILE
+
+
+def _record(spec: ModelSpec, workdir: Path, result: EngineResult) -> None:
+    """Add this variant to the engine record, keeping what earlier runs recorded for other variants."""
+    manifest = Manifest.load(workdir, spec.name)  # re-read: another variant may have been recorded
+    record = manifest.stages.get(STAGE) or StageRecord(stage=STAGE)
+    key = result.variant if result.mode == "gpu" else f"{result.variant}_aot"
+    record = record.model_copy(deep=True)
+    record.artifacts[key] = result.directory.resolve()
+    details: dict[str, object] = {
+        "mode": result.mode,
+        "passed": result.passed,
+        "source_onnx": str(result.source_onnx),
+        "profile_source": result.profile_plan.source,
+        "profile": result.profile_plan.profile.model_dump(),
+        "profile_notes": result.profile_plan.notes,
+    }
+    if result.profile_plan.token_lengths is not None:
+        details["token_lengths"] = result.profile_plan.token_lengths.model_dump()
+    if result.engine is not None:
+        details |= {
+            "builder": result.engine.builder,
+            "tensorrt_version": result.engine.tensorrt_version,
+            "gpu_name": result.engine.gpu_name,
+            "compute_capability": result.engine.compute_capability,
+            "layer_precisions": result.engine.layer_precisions,
+            "compute_layer_precisions": result.engine.compute_layer_precisions,
+        }
+        record.metrics[f"{key}_build_s"] = result.engine.build_seconds or 0.0
+    if result.aot is not None:
+        aot = result.aot
+        details |= {
+            "builder": "tensorrt_rtx",
+            "tensorrt_version": aot.tensorrt_rtx_version,
+            "unsupported_nodes": [n.describe() for n in aot.unsupported_nodes],
+            "error": aot.error,
+        }
+        if aot.layer_precisions is not None:
+            details["compute_layer_precisions"] = aot.layer_precisions.compute_layers
+        if aot.build_seconds is not None:
+            record.metrics[f"{key}_build_s"] = aot.build_seconds
+    record.details[key] = details
+    record.passed = all(d.get("passed", True) for d in record.details.values() if isinstance(d, dict))
+    manifest.record(record)
+    manifest.save(workdir)
+
+
+def build_variant(
+    spec: ModelSpec,
+    workdir: Path,
+    variant: str,
+    *,
+    aot: bool = False,
+    profiles: ProfileSource = "spec",
+    force: bool = False,
+    keep_plan: bool = False,
+    spec_path: str = "<spec>",
+) -> EngineResult:
+    """Build (GPU) or check ahead of time (TensorRT-RTX) one variant and record it.
+
+    An ahead-of-time check that fails is recorded and returned with passed=False; the caller decides
+    whether that is fatal. A GPU build that fails raises.
+    """
+    workdir = Path(workdir)
+    manifest = Manifest.load(workdir, spec.name)
+    onnx_path = source_onnx(spec, manifest, workdir, variant)
+    plan = plan_profiles(spec, manifest, workdir, onnx_path, profiles)
+    options = BuildOptions.from_spec(spec.engine, _timing_cache(spec, workdir))
+    if aot:
+        target = workdir / ENGINES_DIR / AOT_DIR / variant
+        check, plan_bytes = aot_check(onnx_path, plan.profile, options, precision=variant)
+        # A re-check replaces the last report: it is a verdict, not an artifact anything serves.
+        with atomic_path(target, force=True) as tmp:
+            tmp.mkdir()
+            dump_json(tmp / AOT_REPORT, check)
+            if keep_plan and plan_bytes is not None:
+                (tmp / PLAN_FILE).write_bytes(plan_bytes)
+                dump_json(tmp / ENGINE_MANIFEST_NAME, check.engine_manifest(PLAN_FILE))
+        result = EngineResult(
+            variant=variant,
+            mode="aot",
+            passed=check.passed,
+            directory=target,
+            source_onnx=onnx_path,
+            profile_plan=plan,
+            aot=check,
+        )
+    else:
+        target = workdir / ENGINES_DIR / variant
+        check_overwrite(target / PLAN_FILE, force)
+        custom_workdir = None if workdir == spec.default_workdir() else str(workdir)
+        hint = container_command(spec_path, variant, spec.engine.triton_image_tag, custom_workdir)
+        built = build_engine(onnx_path, plan.profile, options, variant, spec.engine.triton_image_tag, hint)
+        with atomic_path(target, force=True) as tmp:
+            tmp.mkdir()
+            (tmp / PLAN_FILE).write_bytes(built.plan)
+            dump_json(tmp / ENGINE_MANIFEST_NAME, built.manifest)
+        if built.timing_cache and options.timing_cache is not None:
+            write_bytes_atomic(options.timing_cache, built.timing_cache)
+        result = EngineResult(
+            variant=variant,
+            mode="gpu",
+            passed=True,
+            directory=target,
+            source_onnx=onnx_path,
+            profile_plan=plan,
+            engine=built.manifest,
+        )
+    _record(spec, workdir, result)
+    return result
+
+
+def available_variants(spec: ModelSpec, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    """TensorRT-bound variants whose ONNX is recorded, and why each other one is left out."""
+    manifest = Manifest.load(workdir, spec.name)
+    ready: list[str] = []
+    skipped: dict[str, str] = {}
+    for variant in VARIANTS:
+        try:
+            source_onnx(spec, manifest, Path(workdir), variant)
+        except BundleError as exc:  # missing stage, artifact or file: report it, build the rest
+            skipped[variant] = str(exc).splitlines()[0]
+        else:
+            ready.append(variant)
+    return ready, skipped

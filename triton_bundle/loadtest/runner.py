@@ -1,0 +1,288 @@
+"""One bounded load-test run: check the server, start Locust headless in its own process group, sample
+the server meanwhile, and judge the result against the SLOs.
+
+Locust runs as a subprocess (`python -m locust`), never imported here: importing it monkey-patches this
+process with gevent. Every run is bounded three ways: the shape's duration (and --run-time), the request
+cap, and a wall-clock limit after which the runner kills Locust's whole process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from triton_bundle.errors import BundleError
+from triton_bundle.loadtest.metrics_scraper import ServerScraper, ServerSummary
+from triton_bundle.loadtest.results import LocustSummary
+from triton_bundle.loadtest.settings import CONFIG_ENV, LoadSettings
+from triton_bundle.loadtest.slo import GateResult, evaluate
+from triton_bundle.loadtest.workload import LengthProfile, Workload
+from triton_bundle.spec import SLOSpec
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+STARTUP_GRACE_S = 45.0  # importing Locust + tritonclient, forking workers, on a busy 2-core box
+SHUTDOWN_GRACE_S = 20.0
+_LOG_TAIL_LINES = 25
+_PREFLIGHT_TIMEOUT_S = 5.0
+
+
+class ServerNotReadyError(BundleError, ConnectionError):
+    """No ready Triton, or not the model, at the URL the load test was given."""
+
+
+class ContractMismatchError(BundleError, ValueError):
+    """The model's inputs are not what the workload sends."""
+
+
+class LocustRunError(BundleError, RuntimeError):
+    """Locust did not produce a result; the message carries the end of its log."""
+
+
+# ----------------------------------------------------------------------------------------------- preflight
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=_PREFLIGHT_TIMEOUT_S) as response:
+        return json.loads(response.read())
+
+
+def preflight(http_url: str | None, model: str, workload: Workload) -> list[str]:
+    """The server is ready, serves `model`, takes the workload's inputs; returns the model's outputs.
+
+    Uses the HTTP endpoint (the gRPC endpoint of the same server is checked by the run itself).
+    """
+    if http_url is None:
+        return []
+    try:
+        urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=_PREFLIGHT_TIMEOUT_S).close()
+    except (urllib.error.URLError, OSError) as exc:
+        raise ServerNotReadyError(
+            f"no ready Triton at {http_url} ({exc}); start one (triton-bundle serve SPEC) or pass --url "
+            "(gRPC runs read readiness, metadata and statistics over HTTP: pass --http-url too)"
+        ) from None
+    try:
+        metadata = _get_json(f"http://{http_url}/v2/models/{model}")
+    except urllib.error.HTTPError as exc:
+        raise ServerNotReadyError(
+            f"Triton at {http_url} has no ready model '{model}' (HTTP {exc.code}); "
+            "check the repository it serves and the spec's name"
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ServerNotReadyError(f"could not read metadata of '{model}' at {http_url}: {exc}") from None
+    have = {i["name"]: i["datatype"] for i in metadata.get("inputs", [])}
+    wanted = (
+        {workload.input_name: "BYTES"}
+        if workload.kind == "text"
+        else {t.name: t.datatype for t in workload.tensors}
+    )
+    for name, datatype in wanted.items():
+        if have.get(name) != datatype:
+            raise ContractMismatchError(
+                f"model '{model}' takes inputs {have}; the workload sends {name} ({datatype})"
+            )
+    return [o["name"] for o in metadata.get("outputs", [])]
+
+
+# ----------------------------------------------------------------------------------------------- Locust
+
+
+@dataclass(frozen=True)
+class LocustRun:
+    summary: LocustSummary
+    pid: int  # also the process group id of Locust and its workers
+    exit_code: int
+    timed_out: bool
+    log: Path
+    csv_prefix: Path
+    html: Path
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def locust_command(settings: LoadSettings, settings_path: Path, run_dir: Path) -> list[str]:
+    """The headless Locust command line: bounded by --run-time, with CSV / HTML / log in run_dir."""
+    run_time = math.ceil(settings.shape.duration_s) + 2  # the shape ends the run; this is a backstop
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--bundle-config",
+        str(settings_path),
+        "--run-time",
+        f"{run_time}s",
+        "--stop-timeout",
+        "0",
+        "--csv",
+        str(run_dir / "locust"),
+        "--html",
+        str(run_dir / "locust_report.html"),
+        "--exit-code-on-error",
+        "0",  # failures are judged by the SLO gate, not by Locust's exit code
+        "--only-summary",
+        "--logfile",
+        str(run_dir / "locust.log"),
+    ]
+    if settings.workers > 0:
+        # One command, a master and N forked workers, talking over a free local port (5557 may be taken).
+        port = _free_port()
+        command += [
+            "--processes",
+            str(settings.workers),
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+            "--master-port",
+            str(port),
+            "--expect-workers-max-wait",
+            str(int(STARTUP_GRACE_S)),
+        ]
+    return command
+
+
+def _kill_group(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM Locust's process group (Locust then writes its reports), SIGKILL what is left."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_s)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+
+
+def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    if not path.is_file():
+        return "(no log)"
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+def wall_clock_limit_s(settings: LoadSettings) -> float:
+    return settings.shape.duration_s + STARTUP_GRACE_S + SHUTDOWN_GRACE_S + settings.request_timeout_s
+
+
+def run_locust(settings: LoadSettings, run_dir: Path, limit_s: float | None = None) -> LocustRun:
+    """Run Locust once with these settings; kill its process tree if it runs past limit_s."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings_path = settings.write(run_dir / "locust_settings.json")
+    settings.summary_path.unlink(missing_ok=True)
+    output = run_dir / "locust_output.txt"
+    limit_s = limit_s or wall_clock_limit_s(settings)
+    env = {**os.environ, CONFIG_ENV: str(settings_path), "PYTHONUNBUFFERED": "1"}
+    timed_out = False
+    with open(output, "wb") as out:
+        process = subprocess.Popen(
+            locust_command(settings, settings_path, run_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(run_dir),
+            start_new_session=True,  # its own process group: workers die with it
+        )
+        try:
+            process.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            # Also on KeyboardInterrupt: never leave Locust (or its workers) sending traffic.
+            _kill_group(process)
+    if not settings.summary_path.is_file():
+        why = (
+            f"did not finish within {limit_s:.0f} s"
+            if timed_out
+            else f"exited with code {process.returncode}"
+        )
+        raise LocustRunError(
+            f"Locust {why} without writing its summary ({settings.summary_path}).\n"
+            f"Output:\n{_tail(output)}\nLog ({run_dir / 'locust.log'}):\n{_tail(run_dir / 'locust.log')}"
+        )
+    summary = LocustSummary.model_validate_json(settings.summary_path.read_text(encoding="utf-8"))
+    if timed_out:
+        summary.stop_reason = f"killed after the {limit_s:.0f} s wall-clock limit"
+    return LocustRun(
+        summary=summary,
+        pid=process.pid,
+        exit_code=process.returncode if process.returncode is not None else -1,
+        timed_out=timed_out,
+        log=run_dir / "locust.log",
+        csv_prefix=run_dir / "locust",
+        html=run_dir / "locust_report.html",
+    )
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+class LoadtestResult(BaseModel):
+    """Everything one run measured and decided."""
+
+    settings: LoadSettings
+    workload_source: str
+    length_profile: LengthProfile | None = None
+    client: LocustSummary
+    server: ServerSummary
+    gate: GateResult
+    timed_out: bool = False
+    run_dir: Path
+    artifacts: dict[str, Path] = Field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.gate.passed
+
+    @property
+    def target_rps(self) -> float | None:
+        return self.settings.shape.target_rps
+
+
+def run_loadtest(
+    settings: LoadSettings, workload: Workload, slo: SLOSpec, run_dir: Path, scrape_interval_s: float = 1.0
+) -> LoadtestResult:
+    """Preflight, Locust with server sampling, SLO gate. Writes Locust's files into run_dir."""
+    outputs = preflight(settings.endpoint.stats_url(), settings.model, workload)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(update={"outputs": settings.outputs or outputs})
+    workload.save(settings.workload_path)
+    scraper = ServerScraper(settings.endpoint, settings.model, scrape_interval_s).start()
+    try:
+        locust = run_locust(settings, run_dir)
+    finally:
+        server = scraper.stop()
+    return LoadtestResult(
+        settings=settings,
+        workload_source=workload.source,
+        length_profile=workload.length_profile(),
+        client=locust.summary,
+        server=server,
+        gate=evaluate(slo, locust.summary),
+        timed_out=locust.timed_out,
+        run_dir=run_dir,
+        artifacts={
+            "locust_html": locust.html,
+            "locust_stats_csv": Path(f"{locust.csv_prefix}_stats.csv"),
+            "locust_history_csv": Path(f"{locust.csv_prefix}_stats_history.csv"),
+            "locust_failures_csv": Path(f"{locust.csv_prefix}_failures.csv"),
+            "locust_log": locust.log,
+        },
+    )

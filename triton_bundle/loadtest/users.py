@@ -1,0 +1,160 @@
+"""Locust users that call a Triton model over HTTP or gRPC with requests drawn from the workload.
+
+One user is one client with its own connection. Closed loop by default (next request when the last
+answered, plus think time); under the arrival-rate shape each user paces itself to its share of the
+target rate. A response counts as a failure when Triton errors or when an output's batch dimension does
+not match the request, so a server that answers wrongly cannot pass the gate.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, ClassVar
+
+import gevent
+from locust import User, task
+
+from triton_bundle.loadtest.locust_process import ProcessState, process_state
+from triton_bundle.loadtest.shapes import per_user_rate
+from triton_bundle.loadtest.workload import InputArray
+
+_IDLE_WHEN_CAPPED_S = 0.25
+
+
+class ResponseCheckError(Exception):
+    """The server answered, but not with what the request asked for."""
+
+
+class TritonUser(User):
+    """Shared behaviour; subclasses supply the transport (`_connect`, `_infer`)."""
+
+    abstract = True
+    request_type: ClassVar[str] = "INFER"
+    _users_started: ClassVar[int] = 0
+
+    def on_start(self) -> None:
+        self.state: ProcessState = process_state(self.environment)
+        settings = self.state.settings
+        TritonUser._users_started += 1
+        # Distinct, reproducible request streams per user.
+        self.rng = random.Random(settings.seed * 1_000_003 + TritonUser._users_started)
+        self.client: Any = self._connect()
+        self.interval_s: float | None = None
+        rate = per_user_rate(settings.shape)
+        if rate:
+            self.interval_s = 1.0 / rate
+            # Random phase: users started together must not fire in lockstep.
+            gevent.sleep(self.rng.uniform(0, self.interval_s))
+            self.next_at = time.monotonic()
+
+    def on_stop(self) -> None:
+        close = getattr(getattr(self, "client", None), "close", None)
+        if close is not None:
+            close()
+
+    def wait_time(self) -> float:
+        if self.interval_s is None:
+            return self.state.settings.think_time_s
+        now = time.monotonic()
+        # Behind schedule (slow responses): start again from now instead of bursting to catch up.
+        self.next_at = max(self.next_at + self.interval_s, now)
+        return self.next_at - now
+
+    @task
+    def infer(self) -> None:
+        settings = self.state.settings
+        if not self.state.budget.take():
+            # The cap is spent: stay idle until the master stops the run.
+            gevent.sleep(_IDLE_WHEN_CAPPED_S)
+            return
+        inputs = self.state.workload.make_batch(self.rng, settings.request_batch_size)
+        start = time.perf_counter()
+        exception: Exception | None = None
+        length = 0
+        try:
+            length = self._check(self._infer(inputs), settings.request_batch_size)
+        except Exception as exc:  # every failure is a measurement, not a crash of the user
+            exception = exc
+        self.environment.events.request.fire(
+            request_type=self.request_type,
+            name=settings.model,
+            response_time=(time.perf_counter() - start) * 1000.0,
+            response_length=length,
+            exception=exception,
+            context={"batch_size": settings.request_batch_size},
+        )
+
+    def _check(self, result: Any, batch_size: int) -> int:
+        """Every requested output is present with the request's batch size; returns the bytes received."""
+        names = self.state.settings.outputs
+        size = 0
+        for name in names:
+            array = result.as_numpy(name)
+            if array is None:
+                raise ResponseCheckError(f"output '{name}' missing from the response")
+            if array.ndim == 0 or array.shape[0] != batch_size:
+                raise ResponseCheckError(
+                    f"output '{name}' has shape {list(array.shape)}; expected batch dim {batch_size}"
+                )
+            size += int(array.nbytes)
+        return size
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _infer(self, inputs: list[InputArray]) -> Any:
+        raise NotImplementedError
+
+
+class TritonHttpUser(TritonUser):
+    """HTTP/REST (KServe v2) with binary tensors; tritonclient.http is gevent-native."""
+
+    abstract = True
+    request_type = "HTTP"
+
+    def _connect(self) -> Any:
+        import tritonclient.http as httpclient
+
+        timeout = self.state.settings.request_timeout_s
+        self._http = httpclient
+        return httpclient.InferenceServerClient(
+            self.state.settings.endpoint.url, connection_timeout=timeout, network_timeout=timeout
+        )
+
+    def _infer(self, inputs: list[InputArray]) -> Any:
+        tensors = []
+        for item in inputs:
+            tensor = self._http.InferInput(item.name, list(item.array.shape), item.datatype)
+            tensor.set_data_from_numpy(item.array, binary_data=True)
+            tensors.append(tensor)
+        outputs = [self._http.InferRequestedOutput(n, binary_data=True) for n in self.state.settings.outputs]
+        return self.client.infer(self.state.settings.model, tensors, outputs=outputs or None)
+
+
+class TritonGrpcUser(TritonUser):
+    """gRPC. The locustfile calls grpc.experimental.gevent.init_gevent() before any channel exists:
+    without it gRPC's own threads block the gevent loop and throughput collapses."""
+
+    abstract = True
+    request_type = "gRPC"
+
+    def _connect(self) -> Any:
+        import tritonclient.grpc as grpcclient
+
+        self._grpc = grpcclient
+        return grpcclient.InferenceServerClient(self.state.settings.endpoint.url)
+
+    def _infer(self, inputs: list[InputArray]) -> Any:
+        tensors = []
+        for item in inputs:
+            tensor = self._grpc.InferInput(item.name, list(item.array.shape), item.datatype)
+            tensor.set_data_from_numpy(item.array)
+            tensors.append(tensor)
+        outputs = [self._grpc.InferRequestedOutput(n) for n in self.state.settings.outputs]
+        return self.client.infer(
+            self.state.settings.model,
+            tensors,
+            outputs=outputs or None,
+            client_timeout=self.state.settings.request_timeout_s,
+        )

@@ -1,0 +1,191 @@
+"""What the simulated clients send: real texts from the spec's data, or tensors shaped like the model's inputs.
+
+Texts are drawn uniformly from the spec's eval + train data, so requests carry the data's real length mix
+(the tokenizer's and the model's cost depend on it). The pool is saved as JSON beside the run's settings,
+so every Locust worker, here or on another host, samples from the same texts.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from triton_bundle.atomic import write_text_atomic
+from triton_bundle.data import load_texts
+from triton_bundle.errors import BundleError
+from triton_bundle.repository.contract import TEXT_INPUT
+from triton_bundle.spec import ModelSpec, TensorSpec
+
+DEFAULT_POOL_SIZE = 10_000
+TEXT_TASKS = ("text-classification", "token-classification", "feature-extraction")
+
+# spec dtype -> Triton datatype (the KServe v2 names tritonclient uses)
+TRITON_DATATYPES = {
+    "float32": "FP32",
+    "float16": "FP16",
+    "int64": "INT64",
+    "int32": "INT32",
+    "int8": "INT8",
+    "uint8": "UINT8",
+    "bool": "BOOL",
+    "string": "BYTES",
+}
+
+
+class WorkloadError(BundleError, ValueError):
+    """The spec's data cannot produce requests for this model."""
+
+
+class TensorInputSpec(BaseModel):
+    """One model input of a tensor workload: shape of ONE item (the batch dim is added per request)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    datatype: str
+    item_shape: list[int]
+
+
+class LengthProfile(BaseModel):
+    """The length mix the requests carry (characters and whitespace-separated words per text)."""
+
+    texts: int
+    chars_p50: float
+    chars_p90: float
+    chars_p99: float
+    chars_max: int
+    words_p50: float
+    words_p90: float
+    words_max: int
+
+
+@dataclass(frozen=True)
+class InputArray:
+    name: str
+    datatype: str
+    array: np.ndarray
+
+
+class Workload(BaseModel):
+    """Texts (sampled from real data) or tensor input specs, plus where they came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["text", "tensor"]
+    source: str = Field(description="what the requests are made of, for the report")
+    input_name: str = TEXT_INPUT
+    texts: list[str] = Field(default_factory=list)
+    tensors: list[TensorInputSpec] = Field(default_factory=list)
+
+    def make_batch(self, rng: random.Random, batch_size: int) -> list[InputArray]:
+        """The inputs of one request of `batch_size` items."""
+        if self.kind == "text":
+            picked = [rng.choice(self.texts).encode("utf-8") for _ in range(batch_size)]
+            return [InputArray(self.input_name, "BYTES", np.array(picked, dtype=object).reshape(-1, 1))]
+        np_rng = np.random.default_rng(rng.getrandbits(32))
+        return [_random_tensor(t, batch_size, np_rng) for t in self.tensors]
+
+    def length_profile(self) -> LengthProfile | None:
+        if self.kind != "text":
+            return None
+        chars = np.array([len(t) for t in self.texts])
+        words = np.array([len(t.split()) for t in self.texts])
+        return LengthProfile(
+            texts=len(self.texts),
+            chars_p50=float(np.percentile(chars, 50)),
+            chars_p90=float(np.percentile(chars, 90)),
+            chars_p99=float(np.percentile(chars, 99)),
+            chars_max=int(chars.max()),
+            words_p50=float(np.percentile(words, 50)),
+            words_p90=float(np.percentile(words, 90)),
+            words_max=int(words.max()),
+        )
+
+    def save(self, path: Path) -> Path:
+        return write_text_atomic(path, self.model_dump_json())
+
+    @classmethod
+    def load(cls, path: Path | str) -> Workload:
+        path = Path(path)
+        if not path.is_file():
+            raise WorkloadError(f"workload file not found: {path} (the runner writes it beside the settings)")
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def _random_tensor(spec: TensorInputSpec, batch_size: int, rng: np.random.Generator) -> InputArray:
+    shape = [batch_size, *spec.item_shape]
+    match spec.datatype:
+        case "FP32" | "FP16":
+            array = rng.standard_normal(shape).astype(np.float16 if spec.datatype == "FP16" else np.float32)
+        case "BOOL":
+            array = rng.integers(0, 2, shape).astype(bool)
+        case "BYTES":
+            array = np.array([b"x"] * int(np.prod(shape)), dtype=object).reshape(shape)
+        case _:
+            # Small non-negative ints stay valid as token ids / class ids for any vocabulary.
+            array = rng.integers(0, 100, shape).astype(np.dtype(spec.datatype.lower()))
+    return InputArray(spec.name, spec.datatype, array)
+
+
+def text_workload(spec: ModelSpec, *, pool_size: int = DEFAULT_POOL_SIZE, seed: int = 0) -> Workload:
+    """Texts from the spec's eval and train data, a uniform sample of at most `pool_size`."""
+    files = [p for p in (spec.resolve(spec.data.eval), spec.resolve(spec.data.train)) if p is not None]
+    texts: list[str] = []
+    for path in files:
+        if path.is_file():
+            texts += load_texts(path, spec.data.text_field, None).texts
+    if not texts:
+        raise WorkloadError(
+            f"no texts to send: none of {[str(p) for p in files]} exists; the load test samples requests "
+            "from the spec's data.eval / data.train"
+        )
+    texts = [t for t in texts if t.strip()]
+    if len(texts) > pool_size:
+        texts = random.Random(seed).sample(texts, pool_size)
+    names = ", ".join(p.name for p in files if p.is_file())
+    return Workload(kind="text", source=f"{len(texts)} texts sampled from {names}", texts=texts)
+
+
+def _item_shape(spec: ModelSpec, tensor: TensorSpec) -> list[int]:
+    dims = tensor.shape[1:] if tensor.shape and tensor.shape[0] == "batch" else tensor.shape
+    resolved: list[int] = []
+    for dim in dims:
+        if isinstance(dim, int):
+            resolved.append(dim)
+        elif dim == "sequence":
+            resolved.append(spec.shapes.sequence.opt)
+        elif dim in spec.shapes.extra:
+            resolved.append(spec.shapes.extra[dim].opt)
+        else:
+            raise WorkloadError(
+                f"input '{tensor.name}' has dynamic dim '{dim}' with no range: add shapes.extra.{dim} "
+                "(min/opt/max) to the spec"
+            )
+    return resolved
+
+
+def tensor_workload(spec: ModelSpec) -> Workload:
+    """Synthetic tensors at each dynamic dim's `opt` size (task 'tensor': the spec names no data shape)."""
+    if not spec.inputs:
+        raise WorkloadError("task 'tensor' needs 'inputs' in the spec to build requests")
+    tensors = [
+        TensorInputSpec(name=t.name, datatype=TRITON_DATATYPES[t.dtype], item_shape=_item_shape(spec, t))
+        for t in spec.inputs
+    ]
+    return Workload(kind="tensor", source="synthetic tensors at each dynamic dim's opt size", tensors=tensors)
+
+
+def workload_for(spec: ModelSpec, *, seed: int = 0) -> Workload:
+    """The workload matching the spec's task."""
+    if spec.task in TEXT_TASKS:
+        return text_workload(spec, seed=seed)
+    if spec.task == "tensor":
+        return tensor_workload(spec)
+    raise WorkloadError(
+        f"task '{spec.task}' has no load-test workload yet; supported: {', '.join((*TEXT_TASKS, 'tensor'))}"
+    )

@@ -1,0 +1,37 @@
+"""`triton-bundle demo`: the whole pipeline on the local target, with a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from triton_bundle.cli_common import SpecArg, WorkdirOpt, console, open_spec
+
+MIN_AGREEMENT = 0.99
+
+
+def demo_command(
+    spec_path: SpecArg = Path("examples/minilm-intent/spec.yaml"),
+    workdir: WorkdirOpt = None,
+    repository: Annotated[
+        Path | None,
+        typer.Option(help="where to write the model repository [default: model_repository/<name>]"),
+    ] = None,
+) -> None:
+    """Fine-tune, export, build the repository, serve it locally, classify and load-test: one command."""
+    from triton_bundle.pipeline.demo import run_demo
+
+    spec, workdir = open_spec(spec_path, workdir)
+    summary = run_demo(spec, workdir, repository)
+    low = [c for c in summary.served if c.agreement_with_pytorch < MIN_AGREEMENT]
+    if low:
+        console.print(
+            f"[red]served labels agree with PyTorch on less than {MIN_AGREEMENT:.0%} of held-out sentences: "
+            + ", ".join(f"{c.protocol} {c.agreement_with_pytorch:.2%}" for c in low)
+        )
+        raise typer.Exit(1)
+    if not summary.loadtest_passed:
+        console.print("[red]the load test missed its SLOs (see the report above)")
+        raise typer.Exit(1)

@@ -1,0 +1,82 @@
+"""The accuracy gate: a variant's metrics against the spec's budget, pass or reject.
+
+One primary metric per task kind (label agreement, mean cosine, PSNR) plus the budget's other
+limits that apply (accuracy drop against gold labels, macro-F1 drop, max-abs). A variant passes only
+when every check does.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from triton_bundle.precision.evaluate import Agreement, VariantMetrics
+from triton_bundle.spec import AccuracyBudget
+
+PRIMARY_METRIC: dict[Agreement, str] = {
+    "labels": "label_agreement",
+    "cosine": "mean_cosine",
+    "tensor": "psnr_db",
+}
+
+
+class GateCheck(BaseModel):
+    name: str
+    value: float
+    limit: float
+    higher_is_better: bool
+    passed: bool
+
+    @property
+    def margin(self) -> float:
+        """Headroom to the limit: positive when passing, negative by how much it missed."""
+        return self.value - self.limit if self.higher_is_better else self.limit - self.value
+
+    def describe(self) -> str:
+        sign = ">=" if self.higher_is_better else "<="
+        return f"{self.name} {self.value:.4f} (needs {sign} {self.limit:g})"
+
+
+class GateResult(BaseModel):
+    """The verdict on one variant: the primary metric, its budget, and every check made."""
+
+    metric: str
+    value: float
+    budget: float
+    passed: bool
+    margin: float
+    checks: list[GateCheck]
+
+    def failures(self) -> list[str]:
+        return [c.describe() for c in self.checks if not c.passed]
+
+
+def _check(name: str, value: float, limit: float, higher_is_better: bool) -> GateCheck:
+    passed = value >= limit if higher_is_better else value <= limit
+    return GateCheck(name=name, value=value, limit=limit, higher_is_better=higher_is_better, passed=passed)
+
+
+def judge(metrics: VariantMetrics, budget: AccuracyBudget, agreement: Agreement) -> GateResult:
+    """Compare a variant's metrics (measured against FP32) with the budget."""
+    checks: list[GateCheck] = []
+    if agreement == "labels":
+        checks.append(_check("label_agreement", metrics.label_agreement or 0.0, budget.min_label_agreement, True))
+        if metrics.accuracy is not None and metrics.accuracy_fp32 is not None:
+            drop = metrics.accuracy_fp32 - metrics.accuracy
+            checks.append(_check("accuracy_drop", drop, budget.max_accuracy_drop, False))
+        if budget.max_f1_drop is not None and metrics.macro_f1 is not None and metrics.macro_f1_fp32 is not None:
+            checks.append(_check("macro_f1_drop", metrics.macro_f1_fp32 - metrics.macro_f1, budget.max_f1_drop, False))
+    elif agreement == "cosine":
+        checks.append(_check("mean_cosine", metrics.mean_cosine or -1.0, budget.min_cosine, True))
+    else:
+        checks.append(_check("psnr_db", metrics.psnr_db, budget.min_psnr_db, True))
+    if budget.max_abs_error is not None:
+        checks.append(_check("max_abs", metrics.max_abs, budget.max_abs_error, False))
+    primary = checks[0]
+    return GateResult(
+        metric=primary.name,
+        value=primary.value,
+        budget=primary.limit,
+        passed=all(c.passed for c in checks),
+        margin=primary.margin,
+        checks=checks,
+    )

@@ -1,0 +1,95 @@
+"""INT8 with explicit Q/DQ nodes from post-training calibration (the TensorRT INT8 format).
+
+TensorRT's requirements shape every option: INT8 activations and weights, symmetric (zero-point 0),
+per-channel weights, biases left in float. By default only GEMM inputs get Q/DQ (what TensorRT runs
+in INT8); `quantize_all` puts Q/DQ on every op onnxruntime can quantize, a setting the gate exists
+to catch. Calibration runs once; its ranges are cached so the sensitivity search can re-quantize
+with other layers excluded without calibrating again.
+Backend: onnxruntime.quantization.quantize_static, QuantFormat.QDQ. On a CPU, a Q/DQ model is not
+faster than FP32: it is meant for TensorRT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+from pydantic import BaseModel
+
+from triton_bundle.precision.calibration import METHODS, CalibrationSet
+
+BACKEND = "onnxruntime.quantization.quantize_static (QuantFormat.QDQ)"
+
+
+class QdqSettings(BaseModel):
+    """What a Q/DQ build is made of; recorded in the gate report."""
+
+    method: str = "minmax"
+    op_types: list[str] | None = ["MatMul", "Gemm"]  # None: every op onnxruntime can quantize
+    percentile: float = 99.999
+    per_channel: bool = True
+    symmetric: bool = True
+    quantize_bias: bool = False
+
+    @property
+    def quantize_all(self) -> bool:
+        return self.op_types is None
+
+    def extra_options(self) -> dict[str, object]:
+        options: dict[str, object] = {
+            "ActivationSymmetric": self.symmetric,
+            "WeightSymmetric": self.symmetric,
+            "QuantizeBias": self.quantize_bias,
+        }
+        if self.quantize_all:
+            options["ForceQuantizeNoInputCheck"] = True
+        else:
+            # TensorRT places Q/DQ on GEMM inputs; quantizing their outputs only adds rounding.
+            options["OpTypesToExcludeOutputQuantization"] = list(self.op_types or [])
+        if self.method == "percentile":
+            options["CalibPercentile"] = self.percentile
+        return options
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """The quantizer logs a pre-processing hint per call (we skip ORT's fusions on purpose: they
+    would put onnxruntime-only ops into a graph meant for TensorRT)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_qdq(
+    src: Path,
+    dst: Path,
+    settings: QdqSettings,
+    cache: Path,
+    calibration: CalibrationSet | None = None,
+    nodes_to_exclude: Sequence[str] = (),
+) -> None:
+    """Write a Q/DQ INT8 copy of `src`; calibrate on `calibration` unless `cache` already holds ranges."""
+    if calibration is None and not Path(cache).is_file():
+        raise ValueError(f"no calibration data and no calibration cache at {cache}")
+    with _quiet_quantizer():
+        quantize_static(
+            str(src),
+            str(dst),
+            calibration_data_reader=calibration.reader() if calibration is not None else None,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=settings.op_types,
+            per_channel=settings.per_channel,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(nodes_to_exclude),
+            calibrate_method=METHODS[settings.method],
+            extra_options=settings.extra_options(),
+            calibration_cache_path=str(cache),
+        )

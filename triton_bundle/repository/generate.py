@@ -1,0 +1,106 @@
+"""`generate_repository`: spec + manifest -> a Triton model repository, written atomically and validated.
+
+from triton_bundle.repository.generate import generate_repository
+repo = generate_repository(spec, Path("artifacts/minilm-intent"), target="local", force=True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from triton_bundle.atomic import atomic_path, check_overwrite
+from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.repository.layout import write_repository
+from triton_bundle.repository.options import RepositoryOptions
+from triton_bundle.repository.pipelines import plan_for
+from triton_bundle.repository.sources import RepositoryError, resolve_sources
+from triton_bundle.repository.validate import validate_repository
+from triton_bundle.spec import ModelSpec
+
+STAGE = "repository"
+PYTHON_REQUIREMENTS_FILE = "python_backend_requirements.txt"
+
+# The NVIDIA Triton image's Python has numpy but not these; the bundle's Python models need them.
+_CONTAINER_PYTHON_PACKAGES = {
+    "text": ["tokenizers>=0.20", "numpy"],
+    "vision": ["pillow", "numpy"],
+}
+
+
+def default_repository_dir(spec: ModelSpec) -> Path:
+    return Path("model_repository") / spec.name
+
+
+def repository_options(spec: ModelSpec, target: str | None = None, **overrides: Any) -> RepositoryOptions:
+    try:
+        return RepositoryOptions.from_spec(spec, target=target, **overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
+        raise RepositoryError(f"invalid repository options for '{spec.name}': {problems}") from None
+
+
+def generate_repository(
+    spec: ModelSpec,
+    workdir: Path,
+    out_dir: Path | None = None,
+    target: str | None = None,
+    force: bool = False,
+    *,
+    variants: Sequence[str] | None = None,
+    **overrides: Any,
+) -> Path:
+    """Write the model repository for `spec` and record it in the manifest; returns its absolute path.
+
+    `variants` puts several precision variants side by side as versions 1..N of the tensor model;
+    `overrides` set any RepositoryOptions field (padding, bucket_size, cuda_graphs, gpus, ...).
+    """
+    workdir = Path(workdir)
+    options = repository_options(spec, target, variants=list(variants) if variants else None, **overrides)
+    out_dir = Path(out_dir) if out_dir is not None else default_repository_dir(spec)
+    check_overwrite(out_dir, force)
+    manifest = Manifest.load(workdir, spec.name)
+    sources = resolve_sources(spec, manifest, options)
+    plan = plan_for(spec, options, sources)
+
+    extra: dict[str, str] = {}
+    if options.target != "local":
+        kind = "vision" if spec.task == "image-classification" else "text"
+        extra[PYTHON_REQUIREMENTS_FILE] = (
+            "# pip install these into the Triton image: the Python-backend models of this repository need them\n"
+            + "\n".join(_CONTAINER_PYTHON_PACKAGES[kind])
+            + "\n"
+        )
+    with atomic_path(out_dir, force=force) as tmp:
+        write_repository(tmp, plan.models, extra)
+        tag = spec.engine.triton_image_tag if options.target == "nvidia" else None
+        problems = [p for p in validate_repository(tmp, triton_image_tag=tag) if p.severity == "error"]
+        if problems:
+            listing = "\n".join(f"  - {p.model}: {p.message} (fix: {p.fix})" for p in problems)
+            raise RepositoryError(f"the generated repository for '{spec.name}' does not validate:\n{listing}")
+
+    out_dir = out_dir.resolve()
+    manifest.record(
+        StageRecord(
+            stage=STAGE,
+            artifacts={"repository": out_dir},
+            metrics={
+                "max_batch_size": float(options.max_batch_size),
+                "versions": float(len(options.variants)),
+            },
+            details={
+                "target": options.target,
+                "models": plan.model_names,
+                "versions": {str(i): v for i, v in enumerate(options.variants, start=1)},
+                "padding": plan.padding,
+                "max_length": plan.sequence.max if plan.sequence else None,
+                "options": options.model_dump(mode="json"),
+                "notes": plan.notes,
+            },
+        )
+    )
+    manifest.save(workdir)
+    return out_dir

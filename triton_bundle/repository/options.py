@@ -1,0 +1,77 @@
+"""Every knob of a generated repository, typed: defaults from the spec, overrides from the CLI / caller."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from triton_bundle.spec import ModelSpec
+
+Target = Literal["local", "nvidia", "cpu-container"]
+Variant = Literal["fp32", "fp16", "int8", "int8-dynamic"]
+Padding = Literal["longest", "bucket", "fixed"]
+
+# Where each target's tokenizer pads to: the local runner re-pads ragged batches itself; the ORT and
+# TensorRT backends batch only equal shapes, so similar lengths are padded to the same bucket.
+DEFAULT_PADDING: dict[str, Padding] = {"local": "longest", "nvidia": "bucket", "cpu-container": "bucket"}
+
+
+class RepositoryOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: Target = "local"
+    max_batch_size: Annotated[int, Field(ge=1)] = 32
+    max_queue_delay_us: Annotated[int, Field(ge=0)] = 2000
+    instances: Annotated[int, Field(ge=1)] = 1
+    variants: list[Variant] = Field(
+        default_factory=lambda: ["fp32"],
+        description="precision variant per model version: version i+1 = variants[i]",
+    )
+    version_policy: Literal["latest", "all"] | None = Field(
+        None, description="default: 'latest' for one version, 'all' when several are side by side"
+    )
+    warmup: bool = True
+    response_cache: bool = False
+    expose_tensor_model: bool = True
+    top_k: Annotated[int, Field(ge=1)] = 3
+    padding: Padding | None = Field(None, description="tokenizer padding; default per target")
+    bucket_size: Annotated[int, Field(ge=1)] = 16
+    cuda_graphs: bool = Field(False, description="TensorRT only: capture CUDA graphs for the padded shapes")
+    gpus: list[int] = Field(default_factory=list, description="GPU ids for GPU instance groups (empty: all)")
+    intra_op_threads: Annotated[int, Field(ge=0)] = 0
+    tokenizer_instances: Annotated[int, Field(ge=1)] = 1
+    normalize_embeddings: bool = True
+
+    @model_validator(mode="after")
+    def _distinct_versions(self) -> RepositoryOptions:
+        if not self.variants:
+            raise ValueError("give at least one precision variant")
+        if len(set(self.variants)) != len(self.variants):
+            raise ValueError(f"each precision variant may be one version only, got {self.variants}")
+        return self
+
+    @property
+    def resolved_padding(self) -> Padding:
+        return self.padding or DEFAULT_PADDING[self.target]
+
+    @property
+    def resolved_version_policy(self) -> str:
+        return self.version_policy or ("latest" if len(self.variants) == 1 else "all")
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, **overrides: Any) -> RepositoryOptions:
+        repo = spec.repository
+        values: dict[str, Any] = {
+            "target": repo.target,
+            "max_batch_size": repo.max_batch_size,
+            "max_queue_delay_us": repo.max_queue_delay_us,
+            "instances": repo.instances,
+            "variants": [repo.precision],
+            "warmup": repo.warmup,
+            "response_cache": repo.response_cache,
+            "expose_tensor_model": repo.expose_tensor_model,
+            "top_k": repo.top_k,
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls.model_validate(values)

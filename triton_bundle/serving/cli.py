@@ -1,0 +1,90 @@
+"""`triton-bundle serve SPEC`: a local Triton in the foreground until Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from triton_bundle.errors import BundleError
+from triton_bundle.manifest import Manifest
+from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
+from triton_bundle.spec import load_spec
+
+_console = Console()
+
+
+class ServerDiedError(BundleError, RuntimeError):
+    """The server stopped on its own while serving."""
+
+
+def default_repository(spec_name: str, workdir: Path) -> Path:
+    """The repository the 'repository' stage recorded, else model_repository/<name>."""
+    record = Manifest.load(workdir, spec_name).stages.get("repository")
+    if record is not None and "repository" in record.artifacts:
+        return record.artifact("repository")
+    return Path("model_repository") / spec_name
+
+
+def serve(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="the model's spec.yaml")],
+    repository: Annotated[
+        Path | None, typer.Option(help="model repository (default: the one `repo generate` recorded)")
+    ] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="artifacts directory (default artifacts/<name>)")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="bind address (default: spec serving.host)")] = None,
+    http_port: Annotated[int | None, typer.Option(help="0 picks a free port (default: spec)")] = None,
+    grpc_port: Annotated[int | None, typer.Option(help="0 picks a free port (default: spec)")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="0 picks a free port (default: spec)")] = None,
+    log_file: Annotated[Path | None, typer.Option(help="default <workdir>/serving/tritonserver.log")] = None,
+) -> None:
+    """Serve a generated model repository with the local Triton until Ctrl-C or SIGTERM."""
+    spec = load_spec(spec_path)
+    workdir = workdir or spec.default_workdir()
+    config = ServerConfig(
+        repository=repository or default_repository(spec.name, workdir),
+        log_file=log_file or workdir / "serving" / "tritonserver.log",
+        host=host or spec.serving.host,
+        http_port=spec.serving.http_port if http_port is None else http_port,
+        grpc_port=spec.serving.grpc_port if grpc_port is None else grpc_port,
+        metrics_port=spec.serving.metrics_port if metrics_port is None else metrics_port,
+        ready_timeout_s=spec.serving.ready_timeout_s,
+    )
+
+    # SIGTERM (docker stop, systemd, kill) ends the loop like Ctrl-C so the server is stopped cleanly.
+    def _on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    server = LocalTriton(config)
+    try:
+        with _console.status(f"starting Triton with {config.repository} ..."):
+            server.start()
+        _console.print(_endpoints_table(server, config))
+        _console.print("[dim]Ctrl-C or SIGTERM stops the server.[/]")
+        while server.is_running():
+            time.sleep(0.5)
+        raise ServerDiedError(f"tritonserver (pid {server.pid}) exited on its own; see {config.log_file}")
+    except KeyboardInterrupt:
+        _console.print("stopping Triton ...")
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)
+    _console.print("[green]stopped[/]")
+
+
+def _endpoints_table(server: LocalTriton, config: ServerConfig) -> Table:
+    table = Table(title=f"Triton is ready (pid {server.pid})", show_header=False)
+    table.add_row("HTTP", f"http://{server.http_url}")
+    table.add_row("gRPC", server.grpc_url)
+    table.add_row("metrics", f"http://{server.metrics_url}/metrics")
+    table.add_row("repository", str(Path(config.repository).resolve()))
+    table.add_row("log", str(Path(config.log_file).resolve()))
+    return table
