@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -19,6 +20,7 @@ from rich.console import Console
 from tritonclient.utils import InferenceServerException
 
 from triton_bundle.client.batching import arun_ordered, batch_slices, merge_outputs, run_ordered, split_inputs
+from triton_bundle.client.cli import ProtocolChoice, _server
 from triton_bundle.client.connection import parse_endpoint
 from triton_bundle.client.errors import (
     ClientTimeoutError,
@@ -31,6 +33,7 @@ from triton_bundle.client.metadata import ModelMetadata, validate_inputs
 from triton_bundle.client.readers import InputFileError, read_texts
 from triton_bundle.client.retry import Failure, RetryPolicy, call_with_retry, classify_failure
 from triton_bundle.client.stats import parse_statistics, stats_table
+from triton_bundle.client.tasks import text_list, text_request
 from triton_bundle.errors import BundleError
 
 # --------------------------------------------------------------------------------------------- endpoint
@@ -39,7 +42,7 @@ from triton_bundle.errors import BundleError
 @pytest.mark.parametrize(
     ("url", "protocol", "expected"),
     [
-        ("http://10.0.0.5:9000", None, ("http", "10.0.0.5", 9000, False)),
+        ("http://triton-host:9000", None, ("http", "triton-host", 9000, False)),
         ("https://triton.example", None, ("http", "triton.example", 8000, True)),
         ("grpc://localhost", None, ("grpc", "localhost", 8001, False)),
         ("grpcs://h:443", "grpc", ("grpc", "h", 443, True)),
@@ -383,3 +386,31 @@ def test_statistics_parse_http_and_grpc_json_alike(grpc_style: bool) -> None:
     console.print(stats_table([stats]))
     text = console.export_text()
     assert "3.75" in text and "4x7 2x1" in text
+
+
+# --------------------------------------------------------------------------------------------- tasks / CLI
+
+
+def test_text_request_builds_the_ensemble_input_and_names_mistakes() -> None:
+    metadata = ModelMetadata.from_server(
+        {"name": "m", "inputs": [{"name": "TEXT", "datatype": "BYTES", "shape": [-1, 1]}], "outputs": []},
+        {"max_batch_size": 8},
+    )
+    (tensor,) = text_request(metadata, ["héllo", "b"]).values()
+    assert tensor.shape == (2, 1) and tensor.dtype == object
+    assert tensor[0, 0] == "héllo".encode()
+    with pytest.raises(InvalidInputError, match="single string; wrap it in a list"):
+        text_list("just one")
+    with pytest.raises(InvalidInputError, match=r"items \[1\] are not"):
+        text_list(["a", 2])  # type: ignore[list-item]
+    unbatched = metadata.model_copy(update={"max_batch_size": 0})
+    with pytest.raises(InvalidInputError, match="does not batch"):
+        text_request(unbatched, ["a"])
+
+
+def test_cli_server_address_from_flags_or_the_spec() -> None:
+    spec = Path(__file__).resolve().parents[1] / "examples" / "minilm-intent" / "spec.yaml"
+    assert _server(None, None, spec) == ("127.0.0.1:8000", "http")
+    assert _server(None, ProtocolChoice.grpc, spec) == ("127.0.0.1:8001", "grpc")
+    assert _server("grpc://h:9", None, spec) == ("grpc://h:9", None)
+    assert _server(None, None, None) == ("127.0.0.1:8000", "http")

@@ -65,13 +65,10 @@ def test_every_tensorrt_variant_parses_and_builds_ahead_of_time(
 def test_cli_profiles_from_eval_data_move_opt_to_real_token_lengths(demo_spec, workdir: Path) -> None:
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "triton_bundle.engine",
-            "build",
+            *(sys.executable, "-m", "triton_bundle.engine", "build"),
             str(ROOT / "examples/minilm-intent/spec.yaml"),
-        ]
-        + ["--workdir", str(workdir), "--variant", "fp16", "--aot-check", "--profiles", "eval-data"],
+            *("--workdir", str(workdir), "--variant", "fp16", "--aot-check", "--profiles", "eval-data"),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

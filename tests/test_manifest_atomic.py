@@ -46,3 +46,17 @@ def test_existing_artifact_needs_force(tmp_path: Path) -> None:
     target.write_text("1")
     with pytest.raises(ArtifactExistsError, match="pass --force"), atomic_path(target, force=False):
         pass
+
+
+def test_manifest_survives_moving_the_workdir(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    outside = tmp_path / "user-checkpoint"
+    manifest = Manifest(model="m")
+    manifest.record(StageRecord(stage="export", artifacts={"onnx": old / "onnx" / "model.onnx", "ckpt": outside}))
+    manifest.save(old)
+    assert '"onnx/model.onnx"' in (old / "manifest.json").read_text(), "paths inside the workdir are relative"
+    new = tmp_path / "mounted-elsewhere"
+    old.rename(new)
+    record = Manifest.load(new, "m").require("export", "-")
+    assert record.artifact("onnx") == new.resolve() / "onnx" / "model.onnx"
+    assert record.artifact("ckpt") == outside, "paths outside the workdir stay absolute"

@@ -269,3 +269,9 @@ def test_build_engines_refuses_a_model_name_that_is_not_the_specs(tmp_path: Path
     result, calls = _build_engines(tmp_path, SPEC="examples/minilm-intent/spec.yaml", MODEL_NAME="other")
     assert result.returncode == 2 and calls == []
     assert "set MODEL_NAME=minilm-intent" in result.stderr
+
+
+def test_build_engines_stops_on_an_unreadable_spec(tmp_path: Path) -> None:
+    result, calls = _build_engines(tmp_path, SPEC="examples/no-such/spec.yaml")
+    assert result.returncode == 2 and calls == []
+    assert "could not read the spec" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import queue
 import shutil
 from pathlib import Path
 
@@ -184,14 +185,23 @@ def test_64_concurrent_requests_form_server_side_batches(
 ) -> None:
     texts = _texts(demo_spec, 64)
     texts = (texts * (64 // len(texts) + 1))[:64]
-    client = httpclient.InferenceServerClient(demo_server.http_url, concurrency=64)
+    stats_client = httpclient.InferenceServerClient(demo_server.http_url)
     watched = [contract.tokenizer_model(demo_spec.name), contract.tensor_model(demo_spec.name)]
-    before = {m: _stats(client, m) for m in watched}
-    pending = [client.async_infer(demo_spec.name, [_text_input(httpclient, [t])]) for t in texts]
-    results = [p.get_result(timeout=120) for p in pending]
-    assert all(r.as_numpy(contract.LABELS_OUTPUT).shape[0] == 1 for r in results)
+    before = {m: _stats(stats_client, m) for m in watched}
+    # gRPC async calls leave the client at once (C-core threads), so all 64 are in flight together.
+    client = grpcclient.InferenceServerClient(demo_server.grpc_url)
+    done: queue.Queue = queue.Queue()
+    for text in texts:
+        client.async_infer(
+            demo_spec.name,
+            [_text_input(grpcclient, [text])],
+            callback=lambda result, error: done.put((result, error)),
+        )
+    answers = [done.get(timeout=300) for _ in texts]
+    assert [error for _, error in answers if error is not None] == []
+    assert all(result.as_numpy(contract.LABELS_OUTPUT).shape[0] == 1 for result, _ in answers)
     for model in watched:
-        after = _stats(client, model)
+        after = _stats(stats_client, model)
         inferences = int(after["inference_count"]) - int(before[model]["inference_count"])
         executions = int(after["execution_count"]) - int(before[model]["execution_count"])
         assert inferences == 64

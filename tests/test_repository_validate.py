@@ -130,6 +130,7 @@ def _engine_dir(root: Path, onnx: Path, **overrides) -> Path:
         "source_onnx": str(onnx),
         "source_onnx_sha256": sha256_file(onnx),
         "triton_image_tag": "25.10",
+        "input_types": dict.fromkeys(TOKEN_INPUTS, "INT64"),
     } | overrides
     root.mkdir(parents=True)
     (root / "model.plan").write_bytes(b"placeholder plan: engines are built on a GPU host")
@@ -174,6 +175,16 @@ def test_nvidia_repository_serves_engines_and_checks_the_image(
         validate_repository(repo, triton_image_tag="24.08"), "but Triton 24.08 ships TensorRT 10.3.0"
     )
     assert "nvcr.io/nvidia/tensorrt:24.08-py3" in problem.fix and "25.10" in problem.fix
+
+    # An engine whose input dtype differs from the config.
+    meta = tensor_dir / "1" / "model.engine.json"
+    engine = EngineManifest.read(meta)
+    engine.input_types[contract.INPUT_IDS] = "INT32"
+    meta.write_text(engine.model_dump_json(), encoding="utf-8")
+    _one(
+        validate_repository(repo, triton_image_tag="25.10"),
+        "is TYPE_INT64 in config.pbtxt but TYPE_INT32 in the engine",
+    )
 
 
 @pytest.mark.slow

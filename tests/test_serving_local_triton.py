@@ -222,3 +222,14 @@ def test_serve_cli_stops_triton_on_sigterm(probe_repo: Path, tmp_path: Path) -> 
     assert proc.returncode == 0, rest
     assert "stopped" in rest
     assert not any(_alive(pid) for pid in triton_pids)
+
+
+def test_repository_for_another_backend_is_refused_before_starting(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "engine" / "1").mkdir(parents=True)
+    config = mc.ModelConfig(name="engine", platform="tensorrt_plan", max_batch_size=8)
+    (repo / "engine" / "config.pbtxt").write_text(text_format.MessageToString(config), encoding="utf-8")
+    server = LocalTriton(ServerConfig(repository=repo, log_file=tmp_path / "triton.log"))
+    with pytest.raises(TritonStartupError, match=r"engine \(tensorrt_plan\).*--target local"):
+        server.start()
+    assert not server.is_running() and not (tmp_path / "triton.log").exists()

@@ -108,8 +108,10 @@ def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneRes
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
     )
+    if cfg.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     label_ids = torch.tensor([labels.index(label) for label in train.labels])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     steps_per_epoch = (len(train) + cfg.batch_size - 1) // cfg.batch_size
     started = time.perf_counter()
     model.train()

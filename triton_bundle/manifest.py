@@ -47,14 +47,25 @@ class Manifest(BaseModel):
 
     @classmethod
     def load(cls, workdir: Path, model: str) -> Manifest:
-        path = Path(workdir) / MANIFEST_NAME
-        if path.is_file():
-            return cls.model_validate_json(path.read_text(encoding="utf-8"))
-        return cls(model=model)
+        """Read the manifest; artifact paths come back absolute, resolved against the workdir."""
+        workdir = Path(workdir).resolve()
+        path = workdir / MANIFEST_NAME
+        if not path.is_file():
+            return cls(model=model)
+        manifest = cls.model_validate_json(path.read_text(encoding="utf-8"))
+        for record in manifest.stages.values():
+            record.artifacts = {k: workdir / v for k, v in record.artifacts.items()}
+        return manifest
 
     def save(self, workdir: Path) -> Path:
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-        return write_text_atomic(Path(workdir) / MANIFEST_NAME, self.model_dump_json(indent=2))
+        """Write the manifest with paths inside the workdir stored relative to it, so the artifacts
+        directory can move (mounted elsewhere in a container, copied to a cluster volume)."""
+        workdir = Path(workdir).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        stored = self.model_copy(deep=True)
+        for record in stored.stages.values():
+            record.artifacts = {k: _relative_if_inside(Path(v), workdir) for k, v in record.artifacts.items()}
+        return write_text_atomic(workdir / MANIFEST_NAME, stored.model_dump_json(indent=2))
 
     def record(self, record: StageRecord) -> StageRecord:
         self.stages[record.stage] = record
@@ -65,6 +76,14 @@ class Manifest(BaseModel):
         if stage not in self.stages:
             raise MissingStageError(f"the '{stage}' stage has not run for model '{self.model}'; run: {hint}")
         return self.stages[stage]
+
+
+def _relative_if_inside(path: Path, root: Path) -> Path:
+    path = path if path.is_absolute() else (root / path)
+    try:
+        return path.resolve().relative_to(root)
+    except ValueError:
+        return path
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

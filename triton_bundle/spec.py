@@ -66,6 +66,7 @@ class FinetuneSpec(_Strict):
     batch_size: Annotated[int, Field(ge=1)] = 16
     learning_rate: Annotated[float, Field(gt=0)] = 1e-4
     max_length: Annotated[int, Field(ge=8)] = 64
+    freeze_embeddings: bool = Field(True, description="keep the token embeddings fixed: faster, rarely worse")
     seed: int = 0
 
 

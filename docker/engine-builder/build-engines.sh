@@ -16,7 +16,11 @@ spec="${SPEC:?set SPEC to the spec path relative to the checkout, e.g. examples/
 read -r name served < <(python3 -c 'import sys
 from triton_bundle.spec import load_spec
 spec = load_spec(sys.argv[1])
-print(spec.name, spec.repository.precision)' "${spec}")
+print(spec.name, spec.repository.precision)' "${spec}") || true
+if [[ -z "${name:-}" ]]; then
+  echo "error: could not read the spec ${spec} (see above)" >&2
+  exit 2
+fi
 if [[ -n "${MODEL_NAME:-}" && "${MODEL_NAME}" != "${name}" ]]; then
   echo "error: MODEL_NAME=${MODEL_NAME} but ${spec} names the model '${name}'; set MODEL_NAME=${name}" >&2
   exit 2

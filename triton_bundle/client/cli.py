@@ -13,18 +13,19 @@ from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from triton_bundle.client.client import ClientOptions, TritonClient
 from triton_bundle.client.connection import DEFAULT_PORTS, parse_endpoint
 from triton_bundle.client.errors import ClientError
 from triton_bundle.client.readers import InputFormat, count_records, format_for_path, read_texts
-from triton_bundle.client.retry import RetryEvent, RetryPolicy
-from triton_bundle.client.stats import stats_table
 from triton_bundle.repository.contract import EMBEDDING_OUTPUT, LABELS_OUTPUT
+
+if TYPE_CHECKING:
+    from triton_bundle.client.client import TritonClient
+    from triton_bundle.client.retry import RetryEvent
 
 _err = Console(stderr=True)
 
@@ -85,7 +86,7 @@ def _server(
         from triton_bundle.spec import load_spec
 
         spec = load_spec(spec_path)
-        chosen = chosen or spec.loadtest.protocol
+        chosen = chosen or "http"
         port = spec.serving.grpc_port if chosen == "grpc" else spec.serving.http_port
         return f"{spec.serving.host}:{port}", chosen
     chosen = chosen or "http"
@@ -188,6 +189,10 @@ def infer_command(
     ] = None,
 ) -> None:
     """Send texts to a served model; print one JSON line per input (text, labels, scores / embedding)."""
+    # Imported here so `triton-bundle --help` does not pay for numpy / pydantic models.
+    from triton_bundle.client.client import ClientOptions, TritonClient
+    from triton_bundle.client.retry import RetryPolicy
+
     name = _model_name(model, spec_path)
     server_url, server_protocol = _server(url, protocol, spec_path)
     records, total, handle = _records(texts, file, input_format, field)
@@ -201,27 +206,34 @@ def infer_command(
         with TritonClient(server_url, server_protocol, options=options, on_retry=_warn_retry) as client:
             metadata = client.model_metadata(name)
             chosen = _choose_task(task, metadata.output_names, name)
-            # A bar only for files: arguments are few, and stdin has no known total.
-            show_bar = bool(total) and file is not None and str(file) != "-"
+            # A bar only for files (arguments are few, stdin has no known total) and only while stdout
+            # goes to a file or pipe: on a terminal the printed lines already show progress.
+            show_bar = bool(total) and file is not None and str(file) != "-" and not sys.stdout.isatty()
             with _maybe_progress(f"{chosen} {name}", total or 0, show_bar) as advance:
                 for chunk in _chunks(records, batch_size):
                     sys.stdout.write("".join(_infer_lines(client, chosen, name, chunk, probabilities)))
                     sys.stdout.flush()
-                    advance(len(chunk), "")
+                    advance(len(chunk))
     finally:
         if handle is not None:
             handle.close()
 
 
 @contextlib.contextmanager
-def _maybe_progress(description: str, total: int, show: bool) -> Iterator[Callable[[int, str], None]]:
+def _maybe_progress(description: str, total: int, show: bool) -> Iterator[Callable[[int], None]]:
+    """A bar on stderr. Rich's default would capture sys.stdout and reprint it on the bar's console
+    (stderr): the JSON lines must stay on stdout, so stdout is left alone."""
     if not show:
-        yield lambda n, note: None
+        yield lambda n: None
         return
-    from triton_bundle.progress import progress_bar
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with progress_bar(description, total) as advance:
-        yield advance
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(
+        *columns, console=_err, disable=not _err.is_terminal, redirect_stdout=False, redirect_stderr=False
+    ) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.update(task, advance=n)
 
 
 def _infer_lines(
@@ -252,6 +264,10 @@ def stats_command(
     retries: RetriesOpt = 3,
 ) -> None:
     """Triton's per-model statistics: requests, batches formed, queue vs compute time."""
+    from triton_bundle.client.client import ClientOptions, TritonClient
+    from triton_bundle.client.retry import RetryPolicy
+    from triton_bundle.client.stats import stats_table
+
     server_url, server_protocol = _server(url, protocol, spec_path)
     options = ClientOptions(timeout_s=timeout, retry=RetryPolicy(max_attempts=retries), concurrency=1)
     with TritonClient(server_url, server_protocol, options=options) as client:

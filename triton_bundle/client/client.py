@@ -30,7 +30,7 @@ from triton_bundle.client.batching import (
     split_inputs,
 )
 from triton_bundle.client.connection import Endpoint, parse_endpoint
-from triton_bundle.client.errors import InvalidInputError, ServerRejectedError
+from triton_bundle.client.errors import ServerRejectedError
 from triton_bundle.client.metadata import ModelMetadata, as_bytes_array, triton_datatype, validate_inputs
 from triton_bundle.client.retry import (
     Failure,
@@ -190,8 +190,8 @@ def _payload_bytes(array: np.ndarray) -> int:
 class TritonClient(_Shared):
     """Blocking client. Thread-safe: each worker thread gets its own connection.
 
-    >>> with TritonClient("grpc://127.0.0.1:8001") as client:
-    ...     client.classify("minilm-intent", ["book a table for two"])
+    with TritonClient("grpc://127.0.0.1:8001") as client:
+        results = client.classify("minilm-intent", ["where is my order?"])
     """
 
     def __init__(
@@ -313,11 +313,15 @@ class TritonClient(_Shared):
         metadata = self.model_metadata(model, version)
         plan = self._plan(metadata, inputs, outputs)
         what = f"infer on model '{model}' at {self.endpoint.url}"
-        parts = run_ordered(
-            lambda chunk: self._infer_chunk(what, model, version, chunk, plan.output_names),
-            plan.chunks,
-            self._pool(),
-        )
+        try:
+            parts = run_ordered(
+                lambda chunk: self._infer_chunk(what, model, version, chunk, plan.output_names),
+                plan.chunks,
+                self._pool(),
+            )
+        except ServerRejectedError:
+            self._cache.clear()  # the model may have changed under us: re-read its metadata next time
+            raise
         return self._result(plan, parts)
 
     infer = infer_tensors
@@ -344,24 +348,27 @@ class TritonClient(_Shared):
         self, model: str, texts: Sequence[str], *, probabilities: bool = False, version: str = ""
     ) -> list[tasks.Classification]:
         """Top-k labels and scores per text (the text-classification ensemble's contract)."""
+        texts = tasks.text_list(texts)
         metadata = self.model_metadata(model, version)
         inputs = tasks.text_request(metadata, texts)
         result = self.infer_tensors(
             model, inputs, tasks.classification_outputs(metadata, probabilities), version
         )
-        return tasks.parse_classifications(list(texts), result)
+        return tasks.parse_classifications(texts, result)
 
     def embed(self, model: str, texts: Sequence[str], *, version: str = "") -> tasks.Embeddings:
         """One vector per text (the feature-extraction ensemble's EMBEDDING output)."""
+        texts = tasks.text_list(texts)
         metadata = self.model_metadata(model, version)
         inputs = tasks.text_request(metadata, texts)
         result = self.infer_tensors(model, inputs, tasks.embedding_outputs(metadata), version)
-        return tasks.parse_embeddings(list(texts), result)
+        return tasks.parse_embeddings(texts, result)
 
     def classify_images(
         self, model: str, images: Sequence[tasks.ImageLike], *, version: str = ""
     ) -> list[tasks.ImageClassification]:
         """Labels and scores per image: paths, encoded bytes or uint8 arrays."""
+        images = list(images)
         metadata = self.model_metadata(model, version)
         sources, inputs = tasks.image_request(metadata, images)
         outputs = tasks.classification_outputs(metadata, with_probabilities=False)
@@ -371,8 +378,8 @@ class TritonClient(_Shared):
 class AsyncTritonClient(_Shared):
     """The asyncio client: the same methods, awaited. Use one per event loop.
 
-    >>> async with AsyncTritonClient("http://127.0.0.1:8000") as client:
-    ...     await client.classify("minilm-intent", ["book a table for two"])
+    async with AsyncTritonClient("http://127.0.0.1:8000") as client:
+        results = await client.classify("minilm-intent", ["where is my order?"])
     """
 
     def __init__(
@@ -504,7 +511,11 @@ class AsyncTritonClient(_Shared):
             async with limit:  # the client-wide cap, shared by concurrent infer calls
                 return await self._infer_chunk(what, model, version, chunk, plan.output_names)
 
-        parts = await arun_ordered(send, plan.chunks, len(plan.chunks))
+        try:
+            parts = await arun_ordered(send, plan.chunks, len(plan.chunks))
+        except ServerRejectedError:
+            self._cache.clear()  # the model may have changed under us: re-read its metadata next time
+            raise
         return self._result(plan, parts)
 
     infer = infer_tensors
@@ -530,6 +541,7 @@ class AsyncTritonClient(_Shared):
     async def classify(
         self, model: str, texts: Sequence[str], *, probabilities: bool = False, version: str = ""
     ) -> list[tasks.Classification]:
+        texts = tasks.text_list(texts)
         metadata = await self.model_metadata(model, version)
         inputs = tasks.text_request(metadata, texts)
         outputs = tasks.classification_outputs(metadata, probabilities)
@@ -538,14 +550,16 @@ class AsyncTritonClient(_Shared):
         )
 
     async def embed(self, model: str, texts: Sequence[str], *, version: str = "") -> tasks.Embeddings:
+        texts = tasks.text_list(texts)
         metadata = await self.model_metadata(model, version)
         inputs = tasks.text_request(metadata, texts)
         outputs = tasks.embedding_outputs(metadata)
-        return tasks.parse_embeddings(list(texts), await self.infer_tensors(model, inputs, outputs, version))
+        return tasks.parse_embeddings(texts, await self.infer_tensors(model, inputs, outputs, version))
 
     async def classify_images(
         self, model: str, images: Sequence[tasks.ImageLike], *, version: str = ""
     ) -> list[tasks.ImageClassification]:
+        images = list(images)
         metadata = await self.model_metadata(model, version)
         sources, inputs = tasks.image_request(metadata, images)
         outputs = tasks.classification_outputs(metadata, with_probabilities=False)
@@ -592,6 +606,3 @@ def _wait(check: Callable[[], bool], timeout_s: float, endpoint: Endpoint, model
         if time.monotonic() > deadline:
             _raise_not_ready(endpoint, model, timeout_s)
         time.sleep(0.2)
-
-
-__all__ = ["AsyncTritonClient", "ClientOptions", "InvalidInputError", "ModelState", "TritonClient"]

@@ -107,7 +107,8 @@ def _require_outputs(metadata: ModelMetadata, names: Sequence[str], what: str) -
         )
 
 
-def _check_texts(texts: Sequence[str]) -> list[str]:
+def text_list(texts: Sequence[str]) -> list[str]:
+    """The texts as a list, checked: a bare string or non-str items are mistakes worth naming."""
     if isinstance(texts, str):
         raise InvalidInputError("expected a list of texts, got a single string; wrap it in a list")
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
@@ -120,7 +121,7 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 
 def text_request(metadata: ModelMetadata, texts: Sequence[str]) -> dict[str, np.ndarray]:
     """TEXT as a [n, 1] BYTES tensor (UTF-8), the ensemble's input."""
-    texts = _check_texts(texts)
+    texts = text_list(texts)
     _require_batched(metadata, "text inference")
     tensor = _pick_input(metadata, TEXT_INPUT, {"BYTES"}, "text")
     column = np.array([t.encode("utf-8") for t in texts], dtype=object)

@@ -92,7 +92,7 @@ def _compute_capability_setter(trt: Any, targets: list[str]) -> Any:
             member = f"SM{target.replace('.', '')}"
             if member not in trt.ComputeCapability.__members__:
                 known = [m for m in trt.ComputeCapability.__members__ if m.startswith("SM")]
-                raise ProfileError(
+                raise EngineBuildError(
                     f"TensorRT-RTX cannot target compute capability {target} (it knows {known})"
                 )
             config.set_compute_capability(trt.ComputeCapability.__members__[member], index)
@@ -115,8 +115,17 @@ def aot_check(
     flavour = flavour or load_tensorrt_rtx()
     onnx_path = Path(onnx_path)
     targets = list(compute_capabilities or [])
-    # Timing caches are no-ops in TensorRT-RTX: record the options as they applied.
-    applied = options.model_copy(update={"timing_cache": None})
+    # Timing caches are no-ops in TensorRT-RTX, and version-compatible plans embed datacenter
+    # TensorRT's lean runtime, which TensorRT-RTX lacks; neither changes whether the graph is accepted.
+    skipped = [
+        name
+        for name, value in (
+            ("timing_cache", options.timing_cache),
+            ("version_compatible", options.version_compatible),
+        )
+        if value
+    ]
+    applied = options.model_copy(update={"timing_cache": None, "version_compatible": False})
     result = AotCheckResult(
         passed=False,
         precision=precision,
@@ -125,7 +134,11 @@ def aot_check(
         tensorrt_rtx_version=flavour.version,
         target_compute_capabilities=targets,
         profiles=[profile],
-        build_options={**applied.record(), "ahead_of_time": True},
+        build_options={
+            **applied.record(),
+            "ahead_of_time": True,
+            "not_applied": ", ".join(skipped) or None,
+        },
     )
     configure = _compute_capability_setter(flavour.trt, targets) if targets else None
     try:

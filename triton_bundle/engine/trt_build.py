@@ -209,11 +209,15 @@ def _configure(flavour: Flavour, config: Any, options: BuildOptions) -> bool:
     trt = flavour.trt
     config.builder_optimization_level = options.optimization_level
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # the inspector needs per-layer detail
-    config.hardware_compatibility_level = {
-        "none": trt.HardwareCompatibilityLevel.NONE,
-        "ampere_plus": trt.HardwareCompatibilityLevel.AMPERE_PLUS,
-        "same_compute_capability": trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY,
-    }[options.hardware_compatibility]
+    levels = trt.HardwareCompatibilityLevel.__members__
+    level = options.hardware_compatibility.upper()
+    if level not in levels:  # SAME_COMPUTE_CAPABILITY is newer than some TensorRT 10 releases
+        raise EngineBuildError(
+            f"{flavour.name} {flavour.version} has no hardware compatibility level "
+            f"'{options.hardware_compatibility}' (it has: {', '.join(m.lower() for m in levels)}); "
+            "change engine.hardware_compatibility in the spec"
+        )
+    config.hardware_compatibility_level = levels[level]
     if options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if not flavour.uses_timing_cache:

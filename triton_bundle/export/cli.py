@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, console, open_spec
@@ -47,12 +48,14 @@ def export_command(spec_path: SpecArg, workdir: WorkdirOpt = None, force: ForceO
     if report.min_cosine is not None:
         console.print(f"min cosine: {report.min_cosine:.6f}")
     for attempt in report.exporter_attempts:
-        console.print(f"[yellow]exporter failed first[/] {attempt}")
+        console.print(f"[yellow]exporter failed first[/] {escape(attempt)}")
     if report.frozen_dim_check:
         console.print(f"dynamic dims: {report.frozen_dim_check}")
     if report.cleanup is not None:
         verdict = "[green]kept" if report.cleanup.kept else "[yellow]not kept"
-        console.print(f"graph clean-up ({report.cleanup.tool}) {verdict}[/]: {report.cleanup.reason}")
+        console.print(f"graph clean-up ({report.cleanup.tool}) {verdict}[/]: {escape(report.cleanup.reason)}")
     if report.external_data:
         console.print(f"weights in external data: {report.external_data}")
+    for note in report.notes:
+        console.print(escape(note))
     console.print(f"[green]ONNX[/] {result.onnx}\n[green]report[/] {result.report_path}")

@@ -29,7 +29,7 @@ MODALITY_FILES: dict[Modality, tuple[tuple[str, ...], str]] = {
     "text": (TOKENIZER_FILES, "tokenizer files (expected tokenizer.json or a vocabulary file)"),
     "vision": (
         PREPROCESSOR_FILES,
-        "an image processor config (expected preprocessor_config.json: resize, rescale, normalise)",
+        "image processor config (expected preprocessor_config.json: resize, rescale, normalise)",
     ),
 }
 

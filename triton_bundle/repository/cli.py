@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from triton_bundle.repository.options import Padding, Target
-from triton_bundle.repository.validate import Problem, validate_repository
+
+if TYPE_CHECKING:  # onnx and tritonclient load only when a command runs
+    from triton_bundle.repository.validate import Problem
 
 app = typer.Typer(help="Generate and validate Triton model repositories.", no_args_is_help=True)
 _console = Console()
@@ -49,6 +51,7 @@ def generate(
     """Write the Triton model repository for SPEC (configs via model_config_pb2), then validate it."""
     from triton_bundle.manifest import Manifest
     from triton_bundle.repository.generate import generate_repository
+    from triton_bundle.repository.validate import validate_repository
     from triton_bundle.spec import load_spec
 
     spec = load_spec(spec_path)
@@ -92,6 +95,8 @@ def validate(
     ] = None,
 ) -> None:
     """Check configs against ONNX graphs / engine manifests, ensemble wiring and TensorRT versions."""
+    from triton_bundle.repository.validate import validate_repository
+
     problems = validate_repository(repository, triton_image_tag=triton_image_tag)
     _print_problems(problems)
     if any(p.severity == "error" for p in problems):

@@ -65,6 +65,11 @@ def generate_repository(
     manifest = Manifest.load(workdir, spec.name)
     sources = resolve_sources(spec, manifest, options)
     plan = plan_for(spec, options, sources)
+    if options.target == "nvidia" and not any(v.engines for v in sources.variants):
+        plan.notes.append(
+            "no TensorRT engines recorded: the tensor model runs ONNX with onnxruntime on GPU; "
+            "run `triton-bundle build SPEC` and regenerate to serve tensorrt_plan engines"
+        )
 
     extra: dict[str, str] = {}
     if options.target != "local":

@@ -110,7 +110,7 @@ def _tensor_warmup(
             _token_rows(tokenizer, long_text, sequence.max, graph.inputs, tok.pad_id),
         )
     )
-    warmup.add_token_warmup(model.config, model.files, graph.inputs, samples)  # type: ignore[arg-type]
+    warmup.add_token_warmup(model.config, model.files, graph.inputs, samples)
 
 
 def text_plan(spec: ModelSpec, options: RepositoryOptions, sources: ModelSources) -> RepositoryPlan:
@@ -159,7 +159,7 @@ def text_plan(spec: ModelSpec, options: RepositoryOptions, sources: ModelSources
             contract.TEXT_INPUT,
             sources.sample_texts[0],
             (1, options.max_batch_size),
-        )  # type: ignore[arg-type]
+        )
 
     labels_text = None
     label_file = ""

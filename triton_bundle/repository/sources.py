@@ -70,6 +70,12 @@ def _engines(manifest: Manifest, variant: str) -> tuple[EngineArtifact, ...]:
     record = manifest.stages.get("engine")
     if record is None or variant not in record.artifacts:
         return ()
+    verdict = record.details.get(variant)
+    if isinstance(verdict, dict) and verdict.get("passed") is False:
+        raise RepositoryError(
+            f"the '{variant}' TensorRT engine did not pass its checks in the engine stage; rebuild it "
+            "(triton-bundle build SPEC) or serve ONNX (--target cpu-container)"
+        )
     root = record.artifact(variant)
     dirs = (
         [root]

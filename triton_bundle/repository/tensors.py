@@ -39,16 +39,16 @@ _TRITON_TO_NUMPY = {
     mc.TYPE_BOOL: np.bool_,
 }
 
-# TensorRT's engine-inspector / manifest spelling -> Triton DataType
+# TensorRT DataType names (as the engine manifest's input_types records them) -> Triton DataType
 TRT_TO_TRITON = {
-    "float32": mc.TYPE_FP32,
-    "float": mc.TYPE_FP32,
-    "float16": mc.TYPE_FP16,
-    "half": mc.TYPE_FP16,
-    "int64": mc.TYPE_INT64,
-    "int32": mc.TYPE_INT32,
-    "int8": mc.TYPE_INT8,
-    "bool": mc.TYPE_BOOL,
+    "FLOAT": mc.TYPE_FP32,
+    "HALF": mc.TYPE_FP16,
+    "BF16": mc.TYPE_BF16,
+    "INT64": mc.TYPE_INT64,
+    "INT32": mc.TYPE_INT32,
+    "INT8": mc.TYPE_INT8,
+    "UINT8": mc.TYPE_UINT8,
+    "BOOL": mc.TYPE_BOOL,
 }
 
 

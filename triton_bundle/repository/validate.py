@@ -27,10 +27,12 @@ from triton_bundle.repository.configs import (
 from triton_bundle.repository.layout import CONFIG_FILE, read_config
 from triton_bundle.repository.tensor_model import ENGINE_META_SUFFIX
 from triton_bundle.repository.tensors import (
+    TRT_TO_TRITON,
     GraphSignature,
     TensorInfo,
     config_dims,
     onnx_signature,
+    type_name,
 )
 from triton_bundle.repository.triton_images import images_for_tensorrt, release, tensorrt_for_image
 
@@ -419,6 +421,14 @@ class _Checker:
                     )
                     continue
                 _, _, hi = profile.shapes[name]
+                engine_type = TRT_TO_TRITON.get(engine.input_types.get(name, "").upper())
+                if index == 0 and engine_type is not None and engine_type != tensor.data_type:
+                    self.add(
+                        model.name,
+                        model.file(file),
+                        f"input '{name}' is {tensor.type_name} in config.pbtxt but {type_name(engine_type)} in the engine",
+                        f"set data_type: {type_name(engine_type)} for '{name}'",
+                    )
                 if len(hi) != len(tensor.dims):
                     self.add(
                         model.name,

@@ -7,7 +7,8 @@ Triton reads warm-up data from `<model>/warmup/<file>` as raw row-major bytes fo
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
+from pathlib import Path
 
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
@@ -23,7 +24,11 @@ def string_bytes(text: str) -> bytes:
 
 
 def add_text_warmup(
-    config: mc.ModelConfig, files: dict[str, bytes], input_name: str, text: str, batch_sizes: Sequence[int]
+    config: mc.ModelConfig,
+    files: MutableMapping[str, bytes | str | Path],
+    input_name: str,
+    text: str,
+    batch_sizes: Sequence[int],
 ) -> None:
     """Warm the tokenizer with a real sentence at each batch size."""
     file_name = "text"
@@ -38,7 +43,7 @@ def add_text_warmup(
 
 def add_token_warmup(
     config: mc.ModelConfig,
-    files: dict[str, bytes],
+    files: MutableMapping[str, bytes | str | Path],
     inputs: Sequence[TensorInfo],
     samples: Sequence[tuple[str, int, dict[str, np.ndarray]]],
 ) -> None:

@@ -220,19 +220,40 @@ def failed_models(log_text: str) -> dict[str, str]:
     return failures
 
 
-def repository_uses_response_cache(repository: Path) -> bool:
-    """Whether any model's config.pbtxt enables response_cache (unparsable configs are Triton's to report)."""
+def _configs(repository: Path) -> list:
+    """The repository's parsed config.pbtxt files (unparsable ones are Triton's to report)."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    for path in Path(repository).glob("*/config.pbtxt"):
+    configs = []
+    for path in sorted(Path(repository).glob("*/config.pbtxt")):
         try:
-            config = text_format.Parse(path.read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
+            configs.append(
+                text_format.Parse(path.read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
+            )
         except (text_format.ParseError, OSError, UnicodeDecodeError):
             continue
-        if config.response_cache.enable:
-            return True
-    return False
+    return configs
+
+
+def repository_uses_response_cache(repository: Path) -> bool:
+    """Whether any model's config.pbtxt enables response_cache."""
+    return any(config.response_cache.enable for config in _configs(repository))
+
+
+# The wheel's Triton has the python backend only; ensembles are scheduled by the core.
+_LOCAL_BACKENDS = {"python"}
+_LOCAL_PLATFORMS = {"ensemble"}
+
+
+def unsupported_models(repository: Path) -> dict[str, str]:
+    """Model name -> backend/platform the local Triton cannot run (tensorrt_plan, onnxruntime_onnx, ...)."""
+    found = {}
+    for config in _configs(repository):
+        kind = config.platform or config.backend
+        if config.platform not in _LOCAL_PLATFORMS and config.backend not in _LOCAL_BACKENDS:
+            found[config.name] = kind or "(none)"
+    return found
 
 
 def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
@@ -310,6 +331,13 @@ class LocalTriton:
             raise TritonStartupError(
                 f"model repository {repository} does not exist; generate it first "
                 "(triton-bundle repo generate SPEC)"
+            )
+        unsupported = unsupported_models(repository)
+        if unsupported:
+            listing = ", ".join(f"{name} ({kind})" for name, kind in unsupported.items())
+            raise TritonStartupError(
+                f"the local Triton has only the python backend and cannot load: {listing}. Generate the "
+                "repository with --target local, or serve this one with the NVIDIA Triton image"
             )
         self.installation = prepare_triton()
         log_file = Path(self.config.log_file).expanduser().resolve()
