@@ -27,7 +27,9 @@ def _gpu_available() -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if _gpu_available():
         return
-    skip = pytest.mark.skip(reason="needs an NVIDIA GPU with TensorRT (run on an NVIDIA host or in the container)")
+    skip = pytest.mark.skip(
+        reason="needs an NVIDIA GPU with TensorRT (run on an NVIDIA host or in the container)"
+    )
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import queue
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -484,9 +483,8 @@ def test_vision_ensemble_classifies_encoded_images_and_isolates_bad_ones(extra) 
 def test_container_targets_use_the_native_onnxruntime_backend(
     demo_spec: ModelSpec, demo_workdir: Path, tmp_path: Path, target: str
 ) -> None:
-    workdir = tmp_path / "work"  # the manifest names the demo's artifacts by absolute path
-    workdir.mkdir()
-    shutil.copy(demo_workdir / "manifest.json", workdir / "manifest.json")
+    workdir = tmp_path / "work"  # saved elsewhere, the manifest names the demo's artifacts by absolute path
+    Manifest.load(demo_workdir, demo_spec.name).save(workdir)
     repo = generate_repository(demo_spec, workdir, out_dir=tmp_path / "repo", target=target)
     tensor = read_config(repo / contract.tensor_model(demo_spec.name) / "config.pbtxt")
     assert tensor.platform == "onnxruntime_onnx" and not tensor.backend

@@ -1,0 +1,1 @@
+"""TensorRT engines: profiles, the shared build, the GPU builder, the ahead-of-time check, the engine manifest."""

@@ -31,8 +31,7 @@ VariantOpt = Annotated[
     list[VariantChoice] | None,
     typer.Option(
         "--variant",
-        "-v",
-        help="variant to build; repeat for several [default: every variant whose ONNX is recorded]",
+        help="variant to build, repeat for several; default: every variant whose ONNX is recorded",
         show_default=False,
     ),
 ]

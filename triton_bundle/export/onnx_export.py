@@ -148,6 +148,16 @@ def unsupported_ops(exc: BaseException) -> list[str]:
     return found
 
 
+def _runtime_rejects(path: Path) -> str | None:
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
+        return str(exc).splitlines()[0]
+    return None
+
+
 def initializer_bytes(model: onnx.ModelProto) -> int:
     return sum(init.ByteSize() for init in model.graph.initializer)
 
@@ -212,6 +222,9 @@ def export_module(
                 failures.append(f"{name}: {_summary(exc)}")
                 if found := unsupported_ops(exc):
                     ops[name] = found
+                continue
+            if problem := _runtime_rejects(raw):  # an exporter can "succeed" with an invalid graph
+                failures.append(f"{name}: ONNX Runtime rejects the graph: {problem}")
                 continue
             model = onnx.load(str(raw))  # pulls in any external data the exporter wrote
         external = save_onnx(model, path, external_threshold)
@@ -292,7 +305,13 @@ def check_dynamic_dims(
                     "expected a dynamic dim. Check the model for shape-dependent Python code (int(x.shape[0]), "
                     "x.view(8, -1), a size-dependent constant)."
                 )
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
+        raise ExportError(
+            f"ONNX Runtime cannot load the exported graph {path.name}: {str(exc).splitlines()[0]}; expected a "
+            "valid ONNX model (try the other exporter: export.exporter)"
+        ) from None
     output_names = [o.name for o in session.get_outputs()]
     checked = []
     for feeds in (feeds_a, feeds_b):

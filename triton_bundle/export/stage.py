@@ -94,7 +94,7 @@ def _verify(spec: ModelSpec, task: ExportTask, prepared: PreparedExport, onnx_pa
 
 
 def _try_cleanup(spec, task, prepared, raw: Path, scratch: Path, exporter: str, threshold: int):
-    """(report, path) of the cleaned graph when it passes every check, else (None, path-less record)."""
+    """(report, record): the cleaned graph's report when it passes every check, else None."""
     cleaned = clean_graph(raw, scratch / ONNX_FILE, threshold)
     if cleaned.path is None:
         return None, CleanupRecord(
@@ -109,8 +109,8 @@ def _try_cleanup(spec, task, prepared, raw: Path, scratch: Path, exporter: str, 
     )
     try:
         report = _verify(spec, task, prepared, cleaned.path, exporter)
-    except FrozenDimensionError as exc:
-        record.reason = f"the cleaned graph froze a dynamic dim ({exc}); the raw export is used"
+    except Exception as exc:  # a clean-up that breaks the graph in any way only costs the clean-up
+        record.reason = f"the cleaned graph failed its checks ({exc}); the raw export is used"
         return None, record
     if not report.passed:
         record.reason = (
@@ -173,22 +173,8 @@ def export_model(spec: ModelSpec, workdir: Path, force: bool = False) -> ExportR
                 chosen = scratch / "clean"
         if report is None:
             report = _verify(spec, task, prepared, raw_path, outcome.exporter)
+        _describe(report, spec, prepared, outcome, cleanup, chosen)
         report.onnx = str(target / ONNX_FILE)
-        report.task = spec.task
-        report.opset = outcome.opset
-        report.exporter_requested = spec.export.exporter
-        report.exporter_attempts = list(outcome.attempts)
-        report.dynamic_axes = {
-            k: {str(a): n for a, n in v.items()} for k, v in outcome_axes(prepared).items()
-        }
-        report.cleanup = cleanup
-        report.examples = sum(case.batch for case in prepared.cases[3:])  # the eval set, not the shape cases
-        if outcome.opset != spec.export.opset:
-            report.notes.append(
-                f"requested opset {spec.export.opset}; the {outcome.exporter} exporter wrote opset {outcome.opset}"
-            )
-        external = chosen / (ONNX_FILE + DATA_SUFFIX)
-        report.external_data = external.name if external.exists() else None
         if not report.passed:
             rejected.mkdir(parents=True, exist_ok=True)
             _write_report(rejected, report)
@@ -206,8 +192,22 @@ def export_model(spec: ModelSpec, workdir: Path, force: bool = False) -> ExportR
     )
 
 
-def outcome_axes(prepared: PreparedExport) -> dict[str, dict[int, str]]:
-    return {name: axes for name, axes in (prepared.input_axes | prepared.output_axes).items() if axes}
+def _describe(report, spec, prepared, outcome: ExportOutcome, cleanup, chosen: Path) -> None:
+    """What the stage knows beyond parity: exporter history, opset, axes, clean-up, external data."""
+    report.task = spec.task
+    report.opset = outcome.opset
+    report.exporter_requested = spec.export.exporter
+    report.exporter_attempts = list(outcome.attempts)
+    axes = prepared.input_axes | prepared.output_axes
+    report.dynamic_axes = {k: {str(a): n for a, n in v.items()} for k, v in axes.items() if v}
+    report.cleanup = cleanup
+    report.examples = sum(case.batch for case in prepared.cases[3:])  # the eval set, not the shape cases
+    if outcome.opset != spec.export.opset:
+        report.notes.append(
+            f"requested opset {spec.export.opset}; the {outcome.exporter} exporter wrote opset {outcome.opset}"
+        )
+    external = chosen / (ONNX_FILE + DATA_SUFFIX)
+    report.external_data = external.name if external.exists() else None
 
 
 def _record(spec, workdir, manifest, prepared, outcome, report, labels) -> None:

@@ -15,7 +15,3 @@ class CalibrationDataError(PrecisionError):
 
 class UnsupportedPrecisionTaskError(PrecisionError):
     """The exported model's task has no evaluation data path in the precision stage yet."""
-
-
-class VariantRejectedError(PrecisionError):
-    """A requested variant missed its accuracy budget (raised only by callers that ask for it)."""

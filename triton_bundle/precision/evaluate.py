@@ -144,7 +144,9 @@ def compare_outputs(
         masks = [b.get("attention_mask", np.ones(1)) for b in data.batches]
         values |= _labels_metrics(reference, candidate, data, masks)
     elif data.agreement == "cosine":
-        values |= _cosine_metrics(reference, candidate) if finite else {"mean_cosine": -1.0, "min_cosine": -1.0}
+        values |= (
+            _cosine_metrics(reference, candidate) if finite else {"mean_cosine": -1.0, "min_cosine": -1.0}
+        )
     return VariantMetrics(examples=data.examples, **values)
 
 

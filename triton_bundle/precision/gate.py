@@ -59,12 +59,20 @@ def judge(metrics: VariantMetrics, budget: AccuracyBudget, agreement: Agreement)
     """Compare a variant's metrics (measured against FP32) with the budget."""
     checks: list[GateCheck] = []
     if agreement == "labels":
-        checks.append(_check("label_agreement", metrics.label_agreement or 0.0, budget.min_label_agreement, True))
+        checks.append(
+            _check("label_agreement", metrics.label_agreement or 0.0, budget.min_label_agreement, True)
+        )
         if metrics.accuracy is not None and metrics.accuracy_fp32 is not None:
             drop = metrics.accuracy_fp32 - metrics.accuracy
             checks.append(_check("accuracy_drop", drop, budget.max_accuracy_drop, False))
-        if budget.max_f1_drop is not None and metrics.macro_f1 is not None and metrics.macro_f1_fp32 is not None:
-            checks.append(_check("macro_f1_drop", metrics.macro_f1_fp32 - metrics.macro_f1, budget.max_f1_drop, False))
+        if (
+            budget.max_f1_drop is not None
+            and metrics.macro_f1 is not None
+            and metrics.macro_f1_fp32 is not None
+        ):
+            checks.append(
+                _check("macro_f1_drop", metrics.macro_f1_fp32 - metrics.macro_f1, budget.max_f1_drop, False)
+            )
     elif agreement == "cosine":
         checks.append(_check("mean_cosine", metrics.mean_cosine or -1.0, budget.min_cosine, True))
     else:

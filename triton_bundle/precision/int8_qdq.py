@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from pydantic import BaseModel
 
@@ -62,7 +63,9 @@ def _quiet_quantizer() -> Iterator[None]:
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        # A constant-zero tensor has a zero scale; the quantizer's division by it is harmless.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            yield
     finally:
         root.setLevel(level)
 

@@ -66,56 +66,115 @@ def _round_trip(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray) -> np.
     return ((q - zp) * scale).astype(np.float32)
 
 
-def activation_sqnr(float_model: Path, qdq_model: Path, batches: Sequence[Feeds]) -> dict[str, float]:
-    """SQNR (dB) of each activation the Q/DQ model quantizes, on FP32 values for `batches`."""
-    qdq = onnx.load(str(qdq_model), load_external_data=False)
-    params = _activation_quant_params(qdq)
+def _fp32_values(
+    float_model: Path, names: Sequence[str], batches: Sequence[Feeds]
+) -> dict[str, list[np.ndarray]]:
+    """The FP32 model's values of the named tensors on `batches` (one pass, tensors flattened)."""
     model = onnx.load(str(float_model))
     graph_outputs = {o.name for o in model.graph.output}
-    wanted = [name for name in params if name not in graph_outputs]
-    inferred = onnx.shape_inference.infer_shapes(model)
-    known = {v.name for v in inferred.graph.value_info} | {i.name for i in model.graph.input}
-    wanted = [name for name in wanted if name in known]
-    # An output without a declared type or shape is fine for onnxruntime; float32 is what Q reads.
+    produced = {out for node in model.graph.node for out in node.output}
+    extra = [name for name in names if name in produced and name not in graph_outputs]
+    # An output without a declared shape is fine for onnxruntime; Q/DQ only ever reads float32 here.
     model.graph.output.extend(
-        onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in wanted
+        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in extra
     )
+    fetch = [n for n in names if n in produced or n in graph_outputs]
+    inputs = [n for n in names if n not in fetch and n in {i.name for i in model.graph.input}]
+    values: dict[str, list[np.ndarray]] = {name: [] for name in [*fetch, *inputs]}
     with tempfile.TemporaryDirectory(prefix="tb-sqnr-") as tmp:
         path = Path(tmp) / "float_with_activations.onnx"
         onnx.save(model, str(path))
         sess = session(path)
-        collected: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
         for feeds in batches:
-            for name, value in zip(wanted, sess.run(wanted, dict(feeds)), strict=True):
-                collected[name].append(np.asarray(value, dtype=np.float32).reshape(-1))
+            results = sess.run(fetch, dict(feeds)) if fetch else []
+            for name, value in [*zip(fetch, results, strict=True), *((n, feeds[n]) for n in inputs)]:
+                values[name].append(np.asarray(value, dtype=np.float32).reshape(-1))
+    return values
+
+
+def activation_sqnr(float_model: Path, qdq_model: Path, batches: Sequence[Feeds]) -> dict[str, float]:
+    """SQNR (dB) of each activation the Q/DQ model quantizes, on FP32 values for `batches`."""
+    params = _activation_quant_params(onnx.load(str(qdq_model), load_external_data=False))
     out = {}
-    for name, values in collected.items():
-        scale, zero_point = params[name]
-        out[name] = sqnr(values, [_round_trip(v, scale, zero_point) for v in values])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for name, values in _fp32_values(float_model, list(params), batches).items():
+            scale, zero_point = params[name]
+            out[name] = sqnr(values, [_round_trip(v, scale, zero_point) for v in values])
+    return out
+
+
+def dynamic_activation_sqnr(
+    float_model: Path, nodes: Sequence[str], batches: Sequence[Feeds]
+) -> dict[str, float]:
+    """SQNR (dB) of the float inputs of `nodes` under dynamic quantization: UINT8, each batch's own
+    min / max (what onnxruntime's DynamicQuantizeLinear does at run time)."""
+    model = onnx.load(str(float_model), load_external_data=False)
+    constants = {init.name for init in model.graph.initializer}
+    wanted = set(nodes)
+    names = sorted(
+        {
+            i
+            for node in model.graph.node
+            if node.name in wanted
+            for i in node.input
+            if i and i not in constants
+        }
+    )
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for name, values in _fp32_values(float_model, names, batches).items():
+            rounded = []
+            for v in values:
+                low, high = min(float(v.min()), 0.0), max(float(v.max()), 0.0)
+                scale = np.float32((high - low) / 255 or 1.0)
+                zero_point = np.uint8(np.clip(np.rint(-low / scale), 0, 255))
+                rounded.append(_round_trip(v, scale, zero_point))
+            out[name] = sqnr(values, rounded)
     return out
 
 
 def weight_sqnr(float_model: Path, qdq_model: Path) -> dict[str, float]:
     """SQNR (dB) of each quantized weight against its FP32 original (onnxruntime's weight matching)."""
-    matches = create_weight_matching(str(float_model), str(qdq_model))
-    # onnxruntime's compute_weight_error fails on 0-d constants, which quantize-all also quantizes.
-    return {
-        name: sqnr(np.atleast_1d(m["float"]).reshape(-1), np.atleast_1d(m["dequantized"]).reshape(-1))
-        for name, m in matches.items()
-    }
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        matches = create_weight_matching(str(float_model), str(qdq_model))
+        # onnxruntime's compute_weight_error fails on 0-d constants, which quantize-all also quantizes.
+        return {
+            name: sqnr(np.atleast_1d(m["float"]).reshape(-1), np.atleast_1d(m["dequantized"]).reshape(-1))
+            for name, m in matches.items()
+        }
 
 
-def layer_sqnr(
-    float_model: Path, qdq_model: Path, batches: Sequence[Feeds], layer_of_node: Mapping[str, str]
+def _by_layer(
+    tensor_sqnr: Mapping[str, float], readers: Mapping[str, Sequence[str]], layer_of_node: Mapping[str, str]
 ) -> dict[str, float]:
     """A layer's score: the lowest SQNR among the quantized tensors its nodes read."""
-    qdq = onnx.load(str(qdq_model), load_external_data=False)
-    readers = _consumers(qdq)
-    tensors = activation_sqnr(float_model, qdq_model, batches) | weight_sqnr(float_model, qdq_model)
     scores: dict[str, float] = {}
-    for tensor, value in tensors.items():
+    for tensor, value in tensor_sqnr.items():
         for node in readers.get(tensor, ()):
             layer = layer_of_node.get(node)
-            if layer is not None:
+            if layer is not None and np.isfinite(value):
                 scores[layer] = min(scores.get(layer, np.inf), float(value))
     return scores
+
+
+def static_layer_sqnr(
+    float_model: Path, qdq_model: Path, batches: Sequence[Feeds], layer_of_node: Mapping[str, str]
+) -> dict[str, float]:
+    """Per layer, the lowest SQNR of its Q/DQ'd activations and weights (lower = more sensitive)."""
+    readers = _consumers(onnx.load(str(qdq_model), load_external_data=False))
+    tensors = activation_sqnr(float_model, qdq_model, batches) | weight_sqnr(float_model, qdq_model)
+    return _by_layer(tensors, readers, layer_of_node)
+
+
+def dynamic_layer_sqnr(
+    float_model: Path, batches: Sequence[Feeds], layer_of_node: Mapping[str, str]
+) -> dict[str, float]:
+    """Per layer, the lowest SQNR of its activations under dynamic quantization."""
+    model = onnx.load(str(float_model), load_external_data=False)
+    readers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        if node.name in layer_of_node:
+            for name in node.input:
+                readers.setdefault(name, []).append(node.name)
+    tensors = dynamic_activation_sqnr(float_model, list(layer_of_node), batches)
+    return _by_layer(tensors, readers, layer_of_node)

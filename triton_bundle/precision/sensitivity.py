@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from pydantic import BaseModel
 
+from triton_bundle.precision.evaluate import VariantMetrics
 from triton_bundle.precision.gate import GateResult
 
 
@@ -31,7 +31,8 @@ class Trial:
 
     float_layers: frozenset[str]
     gate: GateResult
-    model: Path | None  # the built variant (None once discarded)
+    metrics: VariantMetrics
+    model: Path | None  # the built variant; None when it failed and was deleted
 
 
 class LayerCost(BaseModel):
@@ -74,6 +75,7 @@ class _Budget:
         self.limit = limit
         self.trials: dict[frozenset[str], Trial] = {}
         self.steps: list[SearchStep] = []
+        self.cost_of: dict[str, float] = {}  # layer -> gate metric when it was quantized again
 
     @property
     def left(self) -> int:
@@ -87,7 +89,9 @@ class _Budget:
         trial = self.evaluate(layers)
         self.trials[layers] = trial
         self.steps.append(
-            SearchStep(float_layers=len(layers), metric=trial.gate.value, passed=trial.gate.passed, phase=phase)
+            SearchStep(
+                float_layers=len(layers), metric=trial.gate.value, passed=trial.gate.passed, phase=phase
+            )
         )
         return trial
 
@@ -103,17 +107,20 @@ def search(
     if baseline is not None:
         budget.trials[baseline.float_layers] = baseline
         budget.steps.append(
-            SearchStep(float_layers=0, metric=baseline.gate.value, passed=baseline.gate.passed, phase="baseline")
+            SearchStep(
+                float_layers=0, metric=baseline.gate.value, passed=baseline.gate.passed, phase="baseline"
+            )
         )
     else:
         baseline = budget.run(frozenset(), "baseline")
     if baseline is not None and baseline.gate.passed:
         return baseline, budget
 
-    # Doubling then bisection over prefix length k: smallest k whose top-k in float passes.
-    failing, passing = 0, None
-    k = 1
-    while k <= len(ranking):
+    # Doubling then bisection over prefix length k: the smallest k whose top-k in float passes.
+    # At least one layer stays INT8: every layer in float would be FP32 under another name.
+    limit = len(ranking) - 1
+    failing, passing, k = 0, None, 1
+    while k <= limit:
         trial = budget.run(frozenset(ranking[:k]), "prefix")
         if trial is None:
             break
@@ -121,9 +128,7 @@ def search(
             passing = k
             break
         failing = k
-        k = len(ranking) if k * 2 > len(ranking) and k < len(ranking) else k * 2
-        if k == failing:
-            break
+        k = min(k * 2, limit) if k < limit else limit + 1
     if passing is None:
         return None, budget
     while passing - failing > 1:
@@ -146,6 +151,8 @@ def search(
             break
         if trial.gate.passed:
             best = trial
+        else:
+            budget.cost_of[layer] = trial.gate.value
     return best, budget
 
 
@@ -159,7 +166,6 @@ def costs(
     """Each kept-float layer with its ranking key, its measured cost, and the FP32 weights it keeps."""
     out = []
     for layer in best.float_layers:
-        again = budget.trials.get(best.float_layers - {layer})
         nodes = list(layers[layer])
         sqnr = sqnr_by_layer.get(layer)
         out.append(
@@ -167,21 +173,8 @@ def costs(
                 layer=layer,
                 nodes=nodes,
                 sqnr_db=None if sqnr is None or not math.isfinite(sqnr) else sqnr,
-                metric_if_quantized=again.gate.value if again is not None else None,
+                metric_if_quantized=budget.cost_of.get(layer),
                 float_weight_mb=sum(weight_bytes.get(n, 0) for n in nodes) / 1e6,
             )
         )
     return sorted(out, key=lambda c: (c.sqnr_db is None, c.sqnr_db if c.sqnr_db is not None else 0.0))
-
-
-def layer_sqnr(
-    tensor_sqnr: Mapping[str, float], consumers: Mapping[str, Sequence[str]], layer_of_node: Mapping[str, str]
-) -> dict[str, float]:
-    """A layer's score: the lowest SQNR among the quantized tensors its nodes consume."""
-    scores: dict[str, float] = {}
-    for tensor, sqnr in tensor_sqnr.items():
-        for node in consumers.get(tensor, ()):
-            layer = layer_of_node.get(node)
-            if layer is not None:
-                scores[layer] = min(scores.get(layer, np.inf), sqnr)
-    return scores

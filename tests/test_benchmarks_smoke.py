@@ -1,0 +1,142 @@
+"""The benchmark entry point on a tiny configuration (real model, real servers), and the pieces whose
+arithmetic the report relies on. No timing assertions: only that every row is there and consistent."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_SPEC = ROOT / "examples" / "minilm-intent" / "spec.yaml"
+sys.path.insert(0, str(ROOT))  # benchmarks/ is a script directory, not an installed package
+
+from benchmarks.machine_limits import limit_for, matmul_work  # noqa: E402
+from benchmarks.settings import BenchSettingsError, parse_served  # noqa: E402
+
+
+def _attention_like(path: Path, hidden: int = 8, out: int = 4) -> Path:
+    """x[1,L,h] @ W[h,o] (linear in L) and x @ x^T (quadratic in L): known FLOPs at every L."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "L", hidden])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [hidden, out], np.ones(hidden * out, np.float32))
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["proj"]),
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["x", "xt"], ["scores"]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("proj", TensorProto.FLOAT, [1, "L", out]),
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, "L", "L"]),
+    ]
+    graph = helper.make_graph(nodes, "attention_like", [x], outputs, [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_matmul_work_counts_linear_and_quadratic_terms(tmp_path):
+    model = _attention_like(tmp_path / "m.onnx")
+    feeds = {n: {"x": np.zeros((1, n, 8), np.float32)} for n in (4, 16, 32)}
+    work = matmul_work(model, feeds)
+    for length in (7, 50):
+        expected = 2 * length * 8 * 4 + 2 * length * 8 * length
+        assert work.fp_flops(length) == pytest.approx(expected, rel=1e-6)
+        assert work.int8_ops(length) == pytest.approx(0.0, abs=1e-3)
+    limit = limit_for(work, [10, 10], measured_per_s=1.0, fp_rate=1.0, int8_rate=1.0, basis="test")
+    per_sequence_s = (2 * 10 * 8 * 4 + 2 * 10 * 8 * 10) / 1e9
+    assert limit.max_sequences_per_s == pytest.approx(1 / per_sequence_s, rel=1e-3)
+
+
+def test_served_configs_parse_and_reject_bad_items():
+    configs = parse_served("int8-dynamic:dyn:2:500,fp32:off")
+    assert [(c.variant, c.dynamic_batching, c.instances, c.max_queue_delay_us) for c in configs] == [
+        ("int8-dynamic", True, 2, 500),
+        ("fp32", False, 1, 2000),
+    ]
+    assert configs[0].slug != configs[1].slug
+    for bad in ("int4:dyn", "fp32:maybe", "fp32:dyn:two"):
+        with pytest.raises(BenchSettingsError):
+            parse_served(bad)
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_section(demo_workdir: Path, tmp_path: Path):
+    # A private copy: the benchmark runs the precision stage in the workdir it is given.
+    workdir = tmp_path / "artifacts"
+    shutil.copytree(demo_workdir, workdir)
+    out = tmp_path / "bench"
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "run.py"),
+        "--spec",
+        str(DEMO_SPEC),
+        "--workdir",
+        str(workdir),
+        "--out",
+        str(out),
+        "--quick",
+        "--variants",
+        "fp32,int8-dynamic",
+        "--batch-sizes",
+        "1",
+        "--concurrency",
+        "2",
+        "--duration",
+        "1",
+        "--served",
+        "int8-dynamic:dyn:1,int8-dynamic:off:1",
+        "--baseline-workers",
+        "1",
+    ]
+    run = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    report = json.loads((out / "benchmark.json").read_text(encoding="utf-8"))
+    rows = report["rows"]
+    heldout = sum(1 for line in (DEMO_SPEC.parent / "data" / "heldout.jsonl").read_text().splitlines() if line)
+
+    ort = {(r["variant"], r["batch_size"], r["sequence"]) for r in rows if r["section"] == "ort"}
+    assert ort == {(v, 1, s) for v in ("fp32", "int8-dynamic") for s in ("real mix", "128")}
+    baseline = [r for r in rows if r["section"] == "baseline"]
+    served = [r for r in rows if r["section"] == "served"]
+    assert [r["concurrency"] for r in baseline] == [2]
+    assert {(r["settings"]["dynamic_batching"], r["concurrency"]) for r in served} == {(True, 2), (False, 2)}
+
+    for row in rows:
+        assert row["requests"] > 0 and row["errors"] == 0, row["name"]
+        assert row["throughput"] > 0 and row["latency"]["p50_ms"] <= row["latency"]["p99_ms"], row["name"]
+        assert row["accuracy"]["texts"] == heldout, row["name"]
+        assert row["limit"]["max_sequences_per_s"] > 0, row["name"]
+    fp32 = [r for r in rows if r["section"] == "ort" and r["variant"] == "fp32"]
+    assert all(r["accuracy"]["agreement_with_fp32"] == 1.0 for r in fp32)
+    # The exported graph matches PyTorch (export parity), so the baseline labels as FP32 ORT does.
+    assert baseline[0]["accuracy"]["agreement_with_fp32"] >= 0.98
+    for row in served:
+        steps = {s["model"] for s in row["stages"]}
+        assert {"minilm-intent_tokenizer", "minilm-intent_model"} <= steps
+        assert any(k.startswith("stub:") for k in row["cpu"]["per_request_ms"])
+    no_batching = next(r for r in served if not r["settings"]["dynamic_batching"])
+    model_step = next(s for s in no_batching["stages"] if s["model"] == "minilm-intent_model")
+    assert model_step["avg_batch_size"] == 1.0  # without a dynamic batcher every request runs alone
+
+    assert {t["name"] for t in report["targets"]} >= {"served INT8 vs PyTorch-eager HTTP baseline"}
+    assert any(r["section"] == "gpu" for r in rows) or any(s["section"] == "gpu" for s in report["skipped"])
+    assert (out / "benchmark.md").is_file()
+    assert sorted(p.name for p in (out / "plots").glob("*.png")) == [
+        "cpu_per_request.png",
+        "ort_variants.png",
+        "served_throughput_latency.png",
+    ]

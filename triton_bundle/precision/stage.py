@@ -1,0 +1,431 @@
+"""The precision stage: FP32 ONNX -> FP16 / INT8 (Q/DQ) / CPU INT8 variants behind accuracy gates.
+
+Each variant is built, run with onnxruntime next to FP32 on the spec's held-out data, and judged
+against the spec's budget. An INT8 variant that misses the budget gets sensitivity-guided mixed
+precision (the fewest layers kept in float until it passes). Only variants that pass are published
+(`<workdir>/precision/<variant>/model.onnx` + gate.json + gate.md, and a manifest artifact); a
+rejected variant leaves its report under `<workdir>/precision/<variant>-rejected/`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from pydantic import BaseModel, Field
+
+from triton_bundle.atomic import atomic_path, check_overwrite
+from triton_bundle.data import load_texts
+from triton_bundle.manifest import Manifest, StageRecord, dump_json
+from triton_bundle.precision import fp16, int8_dynamic, int8_qdq
+from triton_bundle.precision.calibration import calibration_set
+from triton_bundle.precision.errors import PrecisionError, UnsupportedPrecisionTaskError
+from triton_bundle.precision.evaluate import (
+    Agreement,
+    EvalSet,
+    VariantMetrics,
+    agreement_of,
+    compare_outputs,
+    measure_latency,
+    run_outputs,
+)
+from triton_bundle.precision.gate import GateResult, judge
+from triton_bundle.precision.layers import group_layers, weight_bytes
+from triton_bundle.precision.quant_error import dynamic_layer_sqnr, static_layer_sqnr
+from triton_bundle.precision.report import CalibrationInfo, VariantReport
+from triton_bundle.precision.sensitivity import (
+    LayerCost,
+    SensitivityReport,
+    Trial,
+    costs,
+    rank_layers,
+    search,
+)
+from triton_bundle.precision.text_inputs import Feeds, encode_batches, load_tokenizer
+from triton_bundle.spec import ModelSpec
+
+PRECISION_DIR = "precision"
+MODEL_FILE = "model.onnx"
+VARIANTS = ("fp16", "int8", "int8-dynamic")
+SQNR_EXAMPLES = 64  # held-out examples the one-pass sensitivity ranking looks at
+
+
+class Fp32Summary(BaseModel):
+    onnx: str
+    size_mb: float
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class PrecisionResult(BaseModel):
+    """What make_variants did: a report per variant, FP32's numbers, and what was published."""
+
+    reports: dict[str, VariantReport]
+    fp32: Fp32Summary
+    published: dict[str, Path]
+    rejected: dict[str, Path]  # variant -> its report directory
+
+
+@dataclass
+class _Context:
+    spec: ModelSpec
+    fp32: Path
+    input_names: list[str]
+    agreement: Agreement
+    tokenizer: object
+    eval_set: EvalSet
+    reference: list[np.ndarray]
+    scratch: Path
+    latency_feeds: dict[str, Feeds]
+
+    @property
+    def fp32_size_mb(self) -> float:
+        return _size_mb(self.fp32)
+
+    def evaluate(self, model: Path) -> tuple[VariantMetrics, GateResult]:
+        metrics = compare_outputs(self.reference, run_outputs(model, self.eval_set.batches), self.eval_set)
+        return metrics, judge(metrics, self.spec.precision.budget, self.agreement)
+
+
+@dataclass
+class _Built:
+    report: VariantReport
+    model: Path | None  # None when rejected
+
+
+def _size_mb(path: Path) -> float:
+    return path.stat().st_size / 1e6
+
+
+def _subset(batches: Sequence[Feeds], examples: int) -> list[Feeds]:
+    out, seen = [], 0
+    for feeds in batches:
+        if seen >= examples:
+            break
+        out.append(feeds)
+        seen += next(iter(feeds.values())).shape[0]
+    return out
+
+
+# --- mixed precision shared by both INT8 variants -------------------------------------------
+
+
+def _mixed_precision(
+    ctx: _Context,
+    name: str,
+    build: Callable[[Path, list[str]], None],
+    layers: dict[str, list[str]],
+    rank: Callable[[Path], dict[str, float]],
+) -> tuple[Trial, SensitivityReport | None, list[LayerCost]]:
+    """Build with everything quantized; if the gate fails, keep the fewest layers in float."""
+    work = ctx.scratch / name
+    work.mkdir(parents=True, exist_ok=True)
+    counter = itertools.count()
+
+    def trial(float_layers: frozenset[str], keep: bool = False) -> Trial:
+        path = work / f"trial-{next(counter)}.onnx"
+        build(path, [node for layer in sorted(float_layers) for node in layers[layer]])
+        metrics, gate = ctx.evaluate(path)
+        if not gate.passed and not keep:
+            path.unlink()  # failed candidates are never published; keep the disk free
+        return Trial(float_layers, gate, metrics, path if gate.passed or keep else None)
+
+    baseline = trial(frozenset(), keep=True)
+    cfg = ctx.spec.precision.sensitivity
+    if baseline.gate.passed or not cfg.enabled or len(layers) < 2:
+        return baseline, None, []
+    assert baseline.model is not None
+    sqnr = rank(baseline.model)
+    ranking = rank_layers(sqnr, list(layers))
+    best, budget = search(ranking, trial, cfg.max_evaluations, baseline=baseline)
+    report = SensitivityReport(
+        ranking=ranking,
+        kept_float=[],
+        steps=budget.steps,
+        evaluations=len(budget.trials),
+        max_evaluations=cfg.max_evaluations,
+        passed=best is not None,
+        note=""
+        if best is not None
+        else f"no mix within {cfg.max_evaluations} evaluations passed the gate (keeping all but one "
+        "layer in float at most); raise precision.sensitivity.max_evaluations or relax the budget",
+    )
+    if best is None:
+        return baseline, report, []
+    kept = costs(best, budget, layers, sqnr, weight_bytes(onnx.load(str(ctx.fp32))))
+    report.kept_float = kept
+    return best, report, kept
+
+
+def _int8_report(
+    ctx: _Context, variant: str, final: Trial, layers: dict[str, list[str]], **fields: object
+) -> VariantReport:
+    return VariantReport(
+        variant=variant,
+        passed=final.gate.passed,
+        size_mb=_size_mb(final.model) if final.model else 0.0,
+        fp32_size_mb=ctx.fp32_size_mb,
+        gate=final.gate,
+        metrics=final.metrics,
+        quantizable_layers=len(layers),
+        **fields,
+    )
+
+
+# --- the variants ---------------------------------------------------------------------------
+
+
+def _build_fp16(ctx: _Context) -> _Built:
+    path = ctx.scratch / "fp16.onnx"
+    info = fp16.convert_fp16(ctx.fp32, path, ctx.spec.precision.fp16_keep_fp32_ops)
+    metrics, gate = ctx.evaluate(path)
+    report = VariantReport(
+        variant="fp16",
+        passed=gate.passed,
+        backend=fp16.CONVERTER,
+        tensorrt_compatible=True,
+        size_mb=_size_mb(path),
+        fp32_size_mb=ctx.fp32_size_mb,
+        gate=gate,
+        metrics=metrics,
+        fp16=info,
+        notes=[
+            "evaluated with onnxruntime on CPU, which computes FP16 ops in FP32 between FP16 casts: the "
+            "gate sees FP16 rounding and overflow; re-check on the GPU engine for kernel differences",
+        ],
+    )
+    return _Built(report, path if gate.passed else None)
+
+
+def _build_int8(ctx: _Context) -> _Built:
+    prec = ctx.spec.precision
+    cal_cfg = prec.calibration
+    settings = int8_qdq.QdqSettings(
+        method=cal_cfg.method,
+        op_types=None if prec.quantize_all else list(prec.int8_op_types),
+        percentile=cal_cfg.percentile,
+    )
+    calibration = calibration_set(ctx.spec, ctx.tokenizer, ctx.input_names)
+    cache = ctx.scratch / "int8-calibration.json"
+    layers = group_layers(ctx.fp32, settings.op_types)
+    layer_of_node = {node: layer for layer, nodes in layers.items() for node in nodes}
+    sqnr_batches = _subset(ctx.eval_set.batches, SQNR_EXAMPLES)
+
+    def build(dst: Path, excluded: list[str]) -> None:
+        int8_qdq.quantize_qdq(ctx.fp32, dst, settings, cache, calibration, excluded)
+
+    def rank(baseline: Path) -> dict[str, float]:
+        return static_layer_sqnr(ctx.fp32, baseline, sqnr_batches, layer_of_node)
+
+    final, sensitivity, kept = _mixed_precision(ctx, "int8", build, layers, rank)
+    notes = list(calibration.notes)
+    if prec.quantize_all:
+        notes.append(
+            "quantize_all: Q/DQ on every op onnxruntime can quantize (not TensorRT's GEMM-only default)"
+        )
+    notes.append(
+        "Q/DQ INT8 is TensorRT's format; on a CPU it is not faster than FP32 (use int8-dynamic there)"
+    )
+    report = _int8_report(
+        ctx,
+        "int8",
+        final,
+        layers,
+        backend=int8_qdq.BACKEND,
+        tensorrt_compatible=True,
+        kept_float_layers=kept,
+        quantized_layers=len(layers) - len(kept),
+        calibration=CalibrationInfo(
+            method=calibration.method,
+            samples=calibration.samples,
+            source=calibration.source,
+            notes=calibration.notes,
+        ),
+        quantization=settings,
+        sensitivity=sensitivity,
+        notes=notes,
+    )
+    return _Built(report, final.model if final.gate.passed else None)
+
+
+def _build_int8_dynamic(ctx: _Context) -> _Built:
+    layers = group_layers(ctx.fp32, int8_dynamic.OP_TYPES)
+    layer_of_node = {node: layer for layer, nodes in layers.items() for node in nodes}
+    sqnr_batches = _subset(ctx.eval_set.batches, SQNR_EXAMPLES)
+
+    def build(dst: Path, excluded: list[str]) -> None:
+        int8_dynamic.quantize_dynamic_cpu(ctx.fp32, dst, excluded)
+
+    def rank(_baseline: Path) -> dict[str, float]:
+        return dynamic_layer_sqnr(ctx.fp32, sqnr_batches, layer_of_node)
+
+    final, sensitivity, kept = _mixed_precision(ctx, "int8-dynamic", build, layers, rank)
+    report = _int8_report(
+        ctx,
+        "int8-dynamic",
+        final,
+        layers,
+        backend=int8_dynamic.BACKEND,
+        tensorrt_compatible=False,
+        kept_float_layers=kept,
+        quantized_layers=len(layers) - len(kept),
+        sensitivity=sensitivity,
+        notes=[
+            "onnxruntime dynamic quantization: the local / CPU serving variant; NOT a TensorRT format "
+            "(TensorRT needs the Q/DQ int8 variant)"
+        ],
+    )
+    return _Built(report, final.model if final.gate.passed else None)
+
+
+BUILDERS: dict[str, Callable[[_Context], _Built]] = {
+    "fp16": _build_fp16,
+    "int8": _build_int8,
+    "int8-dynamic": _build_int8_dynamic,
+}
+
+
+# --- the stage ------------------------------------------------------------------------------
+
+
+def _context(spec: ModelSpec, manifest: Manifest, scratch: Path) -> _Context:
+    export = manifest.require("export", "triton-bundle export SPEC")
+    details = export.details
+    if details.get("modality", "text") != "text":
+        raise UnsupportedPrecisionTaskError(
+            f"precision variants are gated on text data; '{spec.name}' was exported as "
+            f"{details.get('modality')} ({details.get('task')})"
+        )
+    fp32 = export.artifact("onnx")
+    input_names = list(details["input_names"])
+    tokenizer = load_tokenizer(export.artifact("checkpoint"))
+    eval_data = load_texts(spec.resolve(spec.data.eval), spec.data.text_field, spec.data.label_field)
+    agreement = agreement_of(details.get("task", spec.task))
+    batches = encode_batches(
+        tokenizer, eval_data.texts, input_names, spec.shapes.batch.max, spec.shapes.sequence.max
+    )
+    eval_set = EvalSet(batches, list(eval_data.labels), details.get("labels"), agreement)
+    seq = spec.shapes.sequence.opt
+    latency_feeds = {}
+    for batch in sorted({1, min(8, spec.shapes.batch.max)}):
+        texts = [eval_data.texts[i % len(eval_data.texts)] for i in range(batch)]
+        enc = tokenizer(texts, padding="max_length", truncation=True, max_length=seq, return_tensors="np")
+        latency_feeds[f"batch {batch} x seq {seq}"] = {n: enc[n].astype(np.int64) for n in input_names}
+    return _Context(
+        spec=spec,
+        fp32=fp32,
+        input_names=input_names,
+        agreement=agreement,
+        tokenizer=tokenizer,
+        eval_set=eval_set,
+        reference=run_outputs(fp32, batches),
+        scratch=scratch,
+        latency_feeds=latency_feeds,
+    )
+
+
+def _publish(built: _Built, workdir: Path) -> Path:
+    """Write the variant's directory (passed) or its -rejected report directory; return it."""
+    report = built.report
+    target = workdir / PRECISION_DIR / report.variant
+    rejected = workdir / PRECISION_DIR / f"{report.variant}-rejected"
+    if built.model is not None:
+        report.model = str((target / MODEL_FILE).resolve())
+        with atomic_path(target, force=True) as tmp:
+            tmp.mkdir()
+            shutil.move(str(built.model), tmp / MODEL_FILE)
+            dump_json(tmp / "gate.json", report)
+            (tmp / "gate.md").write_text(report.markdown(), encoding="utf-8")
+        shutil.rmtree(rejected, ignore_errors=True)
+        return target
+    with atomic_path(rejected, force=True) as tmp:
+        tmp.mkdir()
+        dump_json(tmp / "gate.json", report)
+        (tmp / "gate.md").write_text(report.markdown(), encoding="utf-8")
+    shutil.rmtree(target, ignore_errors=True)  # an older pass must not stay published
+    return rejected
+
+
+def _record(
+    manifest: Manifest, reports: dict[str, VariantReport], published: dict[str, Path], fp32: Fp32Summary
+) -> StageRecord:
+    """The "precision" record; variants not re-run this time keep their earlier entries."""
+    previous = manifest.stages.get("precision")
+    artifacts: dict[str, Path] = {}
+    gates: dict[str, object] = {}
+    if previous is not None:
+        for variant, path in previous.artifacts.items():
+            if variant not in reports and Path(path).is_file():
+                artifacts[variant] = path
+        gates = {k: v for k, v in previous.details.get("gates", {}).items() if k not in reports}
+    for variant, path in published.items():
+        artifacts[variant] = (path / MODEL_FILE).resolve()
+    metrics: dict[str, float] = {"fp32.size_mb": fp32.size_mb}
+    if fp32.accuracy is not None:
+        metrics["fp32.accuracy"] = fp32.accuracy
+    for variant, report in reports.items():
+        gates[variant] = report.manifest_details()
+        metrics[f"{variant}.{report.gate.metric}"] = report.gate.value
+        metrics[f"{variant}.passed"] = float(report.passed)
+        metrics[f"{variant}.size_mb"] = report.size_mb
+        if report.metrics.accuracy is not None:
+            metrics[f"{variant}.accuracy"] = report.metrics.accuracy
+        for key, ms in report.latency_ms.items():
+            metrics[f"{variant}.latency_ms.{key}"] = ms
+    for key, ms in fp32.latency_ms.items():
+        metrics[f"fp32.latency_ms.{key}"] = ms
+    return StageRecord(
+        stage="precision",
+        artifacts=artifacts,
+        metrics=metrics,
+        details={"gates": gates, "fp32": fp32.model_dump()},
+        passed=all(g.get("passed", False) for g in gates.values() if isinstance(g, dict)),
+    )
+
+
+def make_variants(
+    spec: ModelSpec,
+    workdir: Path,
+    variants: Sequence[str] | None = None,
+    force: bool = False,
+    latency: bool = False,
+) -> PrecisionResult:
+    """Build, gate and publish the spec's precision variants (or `variants`); record them."""
+    workdir = Path(workdir)
+    wanted = list(variants or spec.precision.variants)
+    unknown = [v for v in wanted if v not in BUILDERS]
+    if unknown:
+        raise PrecisionError(f"unknown precision variant(s) {unknown}; expected some of {list(BUILDERS)}")
+    for variant in wanted:
+        check_overwrite(workdir / PRECISION_DIR / variant, force)
+    manifest = Manifest.load(workdir, spec.name)
+    (workdir / PRECISION_DIR).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".work-", dir=workdir / PRECISION_DIR) as scratch:
+        ctx = _context(spec, manifest, Path(scratch))
+        fp32 = Fp32Summary(onnx=str(ctx.fp32), size_mb=ctx.fp32_size_mb)
+        reference_metrics = compare_outputs(ctx.reference, ctx.reference, ctx.eval_set)
+        fp32.accuracy, fp32.macro_f1 = reference_metrics.accuracy_fp32, reference_metrics.macro_f1_fp32
+        if latency:
+            fp32.latency_ms = {k: measure_latency(ctx.fp32, f) for k, f in ctx.latency_feeds.items()}
+        reports: dict[str, VariantReport] = {}
+        published: dict[str, Path] = {}
+        rejected: dict[str, Path] = {}
+        for variant in wanted:
+            built = BUILDERS[variant](ctx)
+            if latency and built.model is not None:
+                built.report.latency_ms = {
+                    k: measure_latency(built.model, f) for k, f in ctx.latency_feeds.items()
+                }
+            where = _publish(built, workdir)
+            reports[variant] = built.report
+            (published if built.report.passed else rejected)[variant] = where
+    manifest.record(_record(manifest, reports, published, fp32))
+    manifest.save(workdir)
+    return PrecisionResult(reports=reports, fp32=fp32, published=published, rejected=rejected)
