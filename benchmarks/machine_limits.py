@@ -196,14 +196,27 @@ def limit_for(
 ) -> Limit:
     """The sequences/s bound for sequences of these (padded) lengths, and how close the measurement came."""
     lengths = list(lengths) or [1]
-    seconds = sum(work.seconds(length, fp_rate, int8_rate) for length in lengths)
-    fp = sum(work.fp_flops(length) for length in lengths)
-    int8 = sum(work.int8_ops(length) for length in lengths)
-    bound = len(lengths) / seconds if seconds > 0 else float("inf")
-    return Limit(
-        gflop_per_sequence=round((fp + int8) / len(lengths) / 1e9, 4),
+    fp = sum(work.fp_flops(length) for length in lengths) / len(lengths) / 1e9
+    int8 = sum(work.int8_ops(length) for length in lengths) / len(lengths) / 1e9
+    limit = Limit(
+        gflop_per_sequence=round(fp + int8, 4),
+        fp_gflop_per_sequence=fp,
+        int8_gop_per_sequence=int8,
         int8_share=round(int8 / (fp + int8), 3) if fp + int8 else 0.0,
-        max_sequences_per_s=round(bound, 1),
-        fraction_of_limit=round(measured_per_s / bound, 3) if bound else 0.0,
+        max_sequences_per_s=0.0,
+        fraction_of_limit=0.0,
         basis=basis,
+    )
+    return rescored(limit, measured_per_s, fp_rate, int8_rate)
+
+
+def rescored(limit: Limit, measured_per_s: float, fp_rate: float, int8_rate: float) -> Limit:
+    """The same work against (better) matmul rates: seconds per sequence = fp / fp_rate + int8 / int8_rate."""
+    seconds = limit.fp_gflop_per_sequence / fp_rate + limit.int8_gop_per_sequence / int8_rate
+    bound = 1.0 / seconds if seconds > 0 else float("inf")
+    return limit.model_copy(
+        update={
+            "max_sequences_per_s": round(bound, 1),
+            "fraction_of_limit": round(measured_per_s / bound, 3) if bound else 0.0,
+        }
     )

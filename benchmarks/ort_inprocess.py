@@ -2,7 +2,9 @@
 
 Sequence "real mix": consecutive held-out texts, each batch padded to its longest text (what the
 served path feeds the model). Sequence 128: the same texts padded to 128 tokens (the worst case the
-profiles allow). Tokenization is excluded: these rows are the model's share of a request.
+profiles allow). "length-grouped" (diagnostic, batch > 1): the same real-mix batches, each split into
+runs of similar length before running (see `length_groups`), to show what padding to the longest costs.
+Tokenization is excluded: these rows are the model's share of a request.
 """
 
 from __future__ import annotations
@@ -21,12 +23,18 @@ from benchmarks.machine_limits import MatmulWork, cores, limit_for
 from benchmarks.results import Accuracy, Row
 
 REAL_MIX = "real mix"
+GROUPED = "length-grouped"
+# A session.run has a fixed cost whatever its size; in padded tokens it is worth about this many.
+RUN_OVERHEAD_TOKENS = 32
+
+SequenceMode = int | str  # a fixed padded length, REAL_MIX or GROUPED
+Work = list[Feeds]  # the session runs that make up one batch
 
 
 @dataclass(frozen=True)
 class OrtPlan:
     batch_sizes: Sequence[int]
-    sequences: Sequence[int | None]  # None: the real mix
+    sequences: Sequence[SequenceMode]
     seconds_per_cell: float
     min_iterations: int = 3
     threads: int = 0  # 0: every core this process may use
@@ -53,32 +61,71 @@ def predict_labels(
     return out
 
 
+def length_groups(lengths: Sequence[int], overhead_tokens: int = RUN_OVERHEAD_TOKENS) -> list[list[int]]:
+    """Indices of one batch split into runs of similar length: sorted by length, then the contiguous
+    split that minimises sum(rows x width) + overhead_tokens x runs (exact, O(n^2) for n <= 32)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    ordered = [lengths[i] for i in order]
+    best = [0.0] + [float("inf")] * len(order)
+    cut = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        for start in range(end):
+            cost = best[start] + (end - start) * ordered[end - 1] + overhead_tokens
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups: list[list[int]] = []
+    end = len(order)
+    while end > 0:
+        groups.append(order[cut[end] : end])
+        end = cut[end]
+    return groups[::-1]
+
+
+def batch_work(heldout: Heldout, batch: int, inputs: Sequence[str], mode: SequenceMode) -> list[Work]:
+    """The held-out texts as batches, each batch the session runs it takes in this mode."""
+    texts = heldout.texts
+    work: list[Work] = []
+    for start in range(0, len(texts), batch):
+        chunk = [texts[(start + i) % len(texts)] for i in range(batch)]
+        if mode == GROUPED:
+            lengths = heldout.lengths(chunk)
+            work.append(
+                [heldout.feeds([chunk[i] for i in group], inputs) for group in length_groups(lengths)]
+            )
+        else:
+            work.append([heldout.feeds(chunk, inputs, None if mode == REAL_MIX else int(mode))])
+    return work
+
+
 def time_batches(
-    session: ort.InferenceSession, batches: Sequence[Feeds], seconds: float, min_iterations: int
+    session: ort.InferenceSession, batches: Sequence[Work], seconds: float, min_iterations: int
 ) -> tuple[list[float], int, float]:
     """Per-batch latencies (s), sequences run and wall seconds, cycling through `batches`."""
-    for feeds in batches[:2]:
-        session.run(None, feeds)  # first runs plan memory for these shapes
+    for runs in batches[:2]:
+        for feeds in runs:
+            session.run(None, feeds)  # first runs plan memory for these shapes
     latencies: list[float] = []
     sequences = 0
     started = time.perf_counter()
     deadline = started + seconds
     i = 0
     while time.perf_counter() < deadline or len(latencies) < min_iterations:
-        feeds = batches[i % len(batches)]
+        runs = batches[i % len(batches)]
         t0 = time.perf_counter()
-        session.run(None, feeds)
+        for feeds in runs:
+            session.run(None, feeds)
         latencies.append(time.perf_counter() - t0)
-        sequences += next(iter(feeds.values())).shape[0]
+        sequences += sum(next(iter(feeds.values())).shape[0] for feeds in runs)
         i += 1
     return latencies, sequences, time.perf_counter() - started
 
 
-def padded_lengths(batches: Sequence[Feeds]) -> list[int]:
+def padded_lengths(batches: Sequence[Work]) -> list[int]:
     lengths: list[int] = []
-    for feeds in batches:
-        rows, width = next(iter(feeds.values())).shape
-        lengths += [int(width)] * int(rows)
+    for runs in batches:
+        for feeds in runs:
+            rows, width = next(iter(feeds.values())).shape
+            lengths += [int(width)] * int(rows)
     return lengths
 
 
@@ -115,13 +162,15 @@ def run_ort_section(
             accuracy=heldout.accuracy(predictions[variant]),
         )
         for batch in plan.batch_sizes:
-            for pad_to in plan.sequences:
-                batches = heldout.batches(batch, inputs, pad_to)
+            for mode in plan.sequences:
+                if mode == GROUPED and batch == 1:
+                    continue  # one text is one run already
+                batches = batch_work(heldout, batch, inputs, mode)
                 latencies, sequences, wall = time_batches(
                     session, batches, plan.seconds_per_cell, plan.min_iterations
                 )
                 throughput = sequences / wall
-                sequence = REAL_MIX if pad_to is None else str(pad_to)
+                sequence = str(mode)
                 row = Row(
                     section="ort",
                     name=f"onnxruntime {variant} b{batch} {sequence}",
@@ -141,7 +190,7 @@ def run_ort_section(
                         throughput,
                         fp_rate,
                         int8_rate,
-                        basis="padded batch shapes run" if pad_to is None else f"{pad_to} tokens",
+                        basis=f"{mode} tokens" if isinstance(mode, int) else "padded shapes run",
                     )
                 rows.append(row)
                 say(

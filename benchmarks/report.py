@@ -78,9 +78,13 @@ def summary_rows(report: BenchmarkReport) -> list[Row]:
 
 def _machine(report: BenchmarkReport) -> str:
     m = report.machine
-    rates = ", ".join(
-        f"{r.kind} {r.best_gops:.0f} G{'FLOP' if r.kind == 'fp32' else 'OP'}/s" for r in m.matmul
-    )
+    parts = []
+    for kind, unit in (("fp32", "GFLOP/s"), ("int8", "GOP/s")):
+        runs = [r for r in m.matmul if r.kind == kind]
+        if runs:
+            seen = " / ".join(f"{r.best_gops:.0f}" for r in runs)
+            parts.append(f"{kind} {max(r.best_gops for r in runs):.0f} {unit} (start / end: {seen})")
+    rates = ", ".join(parts) or "matmul not measured"
     after = "-" if m.load_average_after is None else " / ".join(f"{v:.1f}" for v in m.load_average_after)
     return (
         f"{m.cpu_model}, {m.cores} cores ({rates} measured, {m.matmul[0].size if m.matmul else 2048}^3 matmul); "

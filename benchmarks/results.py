@@ -31,6 +31,8 @@ class Limit(BaseModel):
     """The machine's bound for this row: model FLOPs per sequence over the measured matmul throughput."""
 
     gflop_per_sequence: float
+    fp_gflop_per_sequence: float = Field(description="float matmul work (FP32 rate applies)")
+    int8_gop_per_sequence: float = Field(description="INT8 matmul work (INT8 rate applies)")
     int8_share: float = Field(description="share of the matmul work that runs in INT8")
     max_sequences_per_s: float
     fraction_of_limit: float = Field(description="measured sequences/s over max_sequences_per_s")

@@ -224,6 +224,21 @@ def run_benchmark(
 
     sections.run("gpu", gpu_rows)
 
+    if rates != (0.0, 0.0):
+        # Matmul speed on a shared box moves with the load: the end-of-run measurement may beat the
+        # first one, and a limit must be the best the box did, so every row is scored against the best.
+        fp = machine_limits.measure_matmul("fp32", seconds=settings.matmul_seconds)
+        i8 = machine_limits.measure_matmul("int8", seconds=settings.matmul_seconds)
+        result.machine.matmul += [fp, i8]
+        best = (
+            max(r.best_gops for r in result.machine.matmul if r.kind == "fp32"),
+            max(r.best_gops for r in result.machine.matmul if r.kind == "int8"),
+        )
+        _say(f"matmul again at the end: fp32 {fp.best_gops:.0f} GFLOP/s, int8 {i8.best_gops:.0f} GOP/s")
+        for row in result.rows:
+            if row.limit is not None:
+                row.limit = machine_limits.rescored(row.limit, row.throughput, *best)
+
     result.targets = [
         targets.speedup_target(result.section("baseline"), result.section("served"), cores),
         *targets.batching_targets(result.section("served"), cores),

@@ -83,6 +83,7 @@ def _accuracy(labels: list[str], heldout: Heldout, reference: Reference) -> Accu
 def _stage_splits(stats_url: str, model: str, before, after) -> list[StageSplit]:
     configs = model_configs(stats_url, sorted(after.models))
     summary = summarize(model, [before, after], configs)
+    # The ensemble only routes: its queue / compute figures are its steps' added up.
     return [
         StageSplit(
             model=m.model,
@@ -92,6 +93,7 @@ def _stage_splits(stats_url: str, model: str, before, after) -> list[StageSplit]
             compute_ms=None if m.compute_ms is None else round(m.compute_ms, 3),
         )
         for m in summary.models
+        if m.platform != "ensemble"
     ]
 
 

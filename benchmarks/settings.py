@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from benchmarks.ort_inprocess import GROUPED, REAL_MIX, SequenceMode
 from benchmarks.served import LoadPlan, ServedConfig
 from triton_bundle.errors import BundleError
 
@@ -21,7 +22,7 @@ class BenchSettings:
     sections: tuple[str, ...]
     variants: tuple[str, ...]
     batch_sizes: tuple[int, ...]
-    sequences: tuple[int | None, ...]  # None: the real mix
+    sequences: tuple[SequenceMode, ...]
     ort_seconds: float
     matmul_seconds: float
     load: LoadPlan
@@ -46,7 +47,7 @@ def preset(quick: bool, cores: int) -> BenchSettings:
             sections=SECTIONS,
             variants=VARIANTS,
             batch_sizes=(1, 8),
-            sequences=(None, 128),
+            sequences=(REAL_MIX, 128),
             ort_seconds=0.4,
             matmul_seconds=0.4,
             load=LoadPlan(concurrencies=(1, 16), duration_s=3.0, warmup_s=1.0),
@@ -61,7 +62,7 @@ def preset(quick: bool, cores: int) -> BenchSettings:
         sections=SECTIONS,
         variants=VARIANTS,
         batch_sizes=(1, 8, 32),
-        sequences=(None, 128),
+        sequences=(REAL_MIX, GROUPED, 128),
         ort_seconds=2.0,
         matmul_seconds=1.5,
         load=LoadPlan(concurrencies=(1, 4, 16, 32), duration_s=8.0, warmup_s=2.0),

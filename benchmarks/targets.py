@@ -25,7 +25,7 @@ def _is_int8(row: Row) -> bool:
 def where_time_goes(row: Row, cores: int) -> list[str]:
     """Sentences from the row's server statistics and CPU split."""
     lines = []
-    steps = [s for s in row.stages if s.compute_ms is not None and s.model != row.name]
+    steps = [s for s in row.stages if s.compute_ms is not None]
     if steps:
         parts = ", ".join(
             f"{s.model}: queue {s.queue_ms or 0:.1f} ms + compute {s.compute_ms or 0:.1f} ms"

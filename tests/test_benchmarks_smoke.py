@@ -106,7 +106,9 @@ def test_quick_run_writes_every_section(demo_workdir: Path, tmp_path: Path):
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     report = json.loads((out / "benchmark.json").read_text(encoding="utf-8"))
     rows = report["rows"]
-    heldout = sum(1 for line in (DEMO_SPEC.parent / "data" / "heldout.jsonl").read_text().splitlines() if line)
+    heldout = sum(
+        1 for line in (DEMO_SPEC.parent / "data" / "heldout.jsonl").read_text().splitlines() if line
+    )
 
     ort = {(r["variant"], r["batch_size"], r["sequence"]) for r in rows if r["section"] == "ort"}
     assert ort == {(v, 1, s) for v in ("fp32", "int8-dynamic") for s in ("real mix", "128")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -160,6 +161,51 @@ def test_text_workload_without_data_says_what_is_missing(tmp_path: Path):
     spec.data.eval = tmp_path / "missing.jsonl"
     with pytest.raises(BundleError, match=r"data\.eval"):
         text_workload(spec)
+
+
+def test_image_workload_sends_the_encoded_files(tmp_path: Path):
+    from matplotlib.figure import Figure
+
+    from triton_bundle.spec import ModelSpec
+
+    for i in range(3):  # real PNG files of different sizes
+        fig = Figure(figsize=(1 + i, 1))
+        fig.subplots().plot([0, i])
+        fig.savefig(tmp_path / f"img{i}.png")
+    rows = [{"image": f"img{i}.png", "label": str(i)} for i in range(3)]
+    (tmp_path / "eval.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    spec = ModelSpec.model_validate(
+        {
+            "name": "vit",
+            "task": "image-classification",
+            "source": {"path": "."},
+            "data": {"eval": "eval.jsonl"},
+        }
+    )
+    spec.base_dir = tmp_path
+    workload = workload_for(spec)
+    assert workload.kind == "image" and workload.expected_inputs() == {"IMAGE": "BYTES"}
+    batch = workload.make_batch(random.Random(0), 5)[0]
+    files = {(tmp_path / f"img{i}.png").read_bytes() for i in range(3)}
+    assert batch.array.shape == (5, 1) and all(item in files for item in batch.array[:, 0])
+
+
+def test_tensor_workload_resolves_dynamic_dims_from_the_spec():
+    from triton_bundle.spec import ModelSpec
+
+    spec = ModelSpec.model_validate(
+        {
+            "name": "t",
+            "task": "tensor",
+            "source": {"kind": "torch-module", "module": "m:M"},
+            "data": {"eval": "x.npz"},
+            "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", "sequence", 4]}],
+            "shapes": {"sequence": {"min": 1, "opt": 16, "max": 32}},
+        }
+    )
+    workload = workload_for(spec)
+    (x,) = workload.make_batch(random.Random(0), 3)
+    assert (x.name, x.datatype, x.array.shape, str(x.array.dtype)) == ("x", "FP32", (3, 16, 4), "float32")
 
 
 # ----------------------------------------------------------------------------------------------- capacity

@@ -121,7 +121,7 @@ def test_search_keeps_exactly_the_bad_layers_when_the_ranking_finds_them(layers:
     names = [f"layer{i}" for i in range(layers)]
     bad = data.draw(st.sets(st.sampled_from(names), min_size=1, max_size=layers - 1))
     # A ranking that is right about the bad layers but puts some good ones among them.
-    scores = {name: (0.0 if name in bad else data.draw(st.floats(0, 50))) for name in names}
+    scores = {name: (0.0 if name in bad else data.draw(st.floats(1, 50))) for name in names}
     ranking = rank_layers(scores, names)
     evaluate, calls = _fake_evaluator(bad)
     best, budget = search(ranking, evaluate, max_evaluations=200)

@@ -147,7 +147,9 @@ def install_perf_analyzer() -> PerfAnalyzerInstall:
 
 def input_data(workload: Workload, path: Path, seed: int = 0) -> list[str]:
     """perf_analyzer's --input-data JSON (texts with the workload's length mix) and extra arguments."""
-    if workload.kind != "text":
+    if workload.kind == "image":
+        raise PerfAnalyzerError("loadtest-compare supports text and tensor workloads, not images yet")
+    if workload.kind == "tensor":
         shapes = [f"--shape={t.name}:{','.join(str(d) for d in t.item_shape)}" for t in workload.tensors]
         return ["--input-data", "random", *shapes]
     rng = random.Random(seed)

@@ -82,12 +82,7 @@ def preflight(http_url: str | None, model: str, workload: Workload) -> list[str]
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise ServerNotReadyError(f"could not read metadata of '{model}' at {http_url}: {exc}") from None
     have = {i["name"]: i["datatype"] for i in metadata.get("inputs", [])}
-    wanted = (
-        {workload.input_name: "BYTES"}
-        if workload.kind == "text"
-        else {t.name: t.datatype for t in workload.tensors}
-    )
-    for name, datatype in wanted.items():
+    for name, datatype in workload.expected_inputs().items():
         if have.get(name) != datatype:
             raise ContractMismatchError(
                 f"model '{model}' takes inputs {have}; the workload sends {name} ({datatype})"
@@ -160,9 +155,11 @@ def locust_command(settings: LoadSettings, settings_path: Path, run_dir: Path) -
 
 
 def _kill_group(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """SIGTERM Locust's process group (Locust then writes its reports), SIGKILL what is left."""
+    """SIGINT Locust (it stops its workers and writes its reports), then SIGKILL its whole group."""
+    # Only the master is signalled: it must outlive its workers to collect their last reports. SIGINT,
+    # not SIGTERM: Locust installs its SIGTERM handler only after a shape run ends.
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGTERM)
+        process.send_signal(signal.SIGINT)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace_s)
     with contextlib.suppress(ProcessLookupError, PermissionError):

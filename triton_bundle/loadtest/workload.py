@@ -1,27 +1,33 @@
-"""What the simulated clients send: real texts from the spec's data, or tensors shaped like the model's inputs.
+"""What the simulated clients send: real texts or images from the spec's data, or tensors shaped like the
+model's inputs.
 
 Texts are drawn uniformly from the spec's eval + train data, so requests carry the data's real length mix
-(the tokenizer's and the model's cost depend on it). The pool is saved as JSON beside the run's settings,
-so every Locust worker, here or on another host, samples from the same texts.
+(the tokenizer's and the model's cost depend on it). Images are the eval data's encoded files, sent as the
+ensemble's IMAGE bytes. The pool is saved as JSON beside the run's settings, so every Locust worker samples
+from the same texts (image paths must exist on every worker host).
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from triton_bundle.atomic import write_text_atomic
 from triton_bundle.data import load_texts
 from triton_bundle.errors import BundleError
-from triton_bundle.repository.contract import TEXT_INPUT
+from triton_bundle.repository.contract import IMAGE_INPUT, TEXT_INPUT
 from triton_bundle.spec import ModelSpec, TensorSpec
 
 DEFAULT_POOL_SIZE = 10_000
+IMAGE_POOL_SIZE = 256
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 TEXT_TASKS = ("text-classification", "token-classification", "feature-extraction")
 
 # spec dtype -> Triton datatype (the KServe v2 names tritonclient uses)
@@ -76,19 +82,35 @@ class Workload(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["text", "tensor"]
+    kind: Literal["text", "image", "tensor"]
     source: str = Field(description="what the requests are made of, for the report")
     input_name: str = TEXT_INPUT
     texts: list[str] = Field(default_factory=list)
+    images: list[Path] = Field(default_factory=list, description="encoded image files (absolute paths)")
     tensors: list[TensorInputSpec] = Field(default_factory=list)
+    _image_bytes: dict[Path, bytes] = PrivateAttr(default_factory=dict)
 
     def make_batch(self, rng: random.Random, batch_size: int) -> list[InputArray]:
         """The inputs of one request of `batch_size` items."""
-        if self.kind == "text":
-            picked = [rng.choice(self.texts).encode("utf-8") for _ in range(batch_size)]
+        if self.kind in ("text", "image"):
+            picked = [self._item(rng) for _ in range(batch_size)]
             return [InputArray(self.input_name, "BYTES", np.array(picked, dtype=object).reshape(-1, 1))]
         np_rng = np.random.default_rng(rng.getrandbits(32))
         return [_random_tensor(t, batch_size, np_rng) for t in self.tensors]
+
+    def _item(self, rng: random.Random) -> bytes:
+        if self.kind == "text":
+            return rng.choice(self.texts).encode("utf-8")
+        path = rng.choice(self.images)
+        if path not in self._image_bytes:  # read once per process, not per request
+            self._image_bytes[path] = path.read_bytes()
+        return self._image_bytes[path]
+
+    def expected_inputs(self) -> dict[str, str]:
+        """Input name -> Triton datatype the requests carry (checked against the model's metadata)."""
+        if self.kind == "tensor":
+            return {t.name: t.datatype for t in self.tensors}
+        return {self.input_name: "BYTES"}
 
     def length_profile(self) -> LengthProfile | None:
         if self.kind != "text":
@@ -151,6 +173,45 @@ def text_workload(spec: ModelSpec, *, pool_size: int = DEFAULT_POOL_SIZE, seed: 
     return Workload(kind="text", source=f"{len(texts)} texts sampled from {names}", texts=texts)
 
 
+def _image_paths(path: Path, image_field: str) -> list[Path]:
+    """Image files: a directory's images, or the `image_field` of each .jsonl / .csv row (relative paths
+    resolve against the data file's directory)."""
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    else:
+        raise WorkloadError(f"{path}: expected a directory of images, a .jsonl or a .csv naming image files")
+    paths = []
+    for number, row in enumerate(rows, start=1):
+        if image_field not in row:
+            raise WorkloadError(f"{path}: row {number} has no '{image_field}' field (data.image_field)")
+        image = Path(str(row[image_field]))
+        paths.append(image if image.is_absolute() else (path.parent / image).resolve())
+    return paths
+
+
+def image_workload(spec: ModelSpec, *, pool_size: int = IMAGE_POOL_SIZE, seed: int = 0) -> Workload:
+    """Encoded images from the spec's eval data, a uniform sample of at most `pool_size` files."""
+    path = spec.resolve(spec.data.eval)
+    if path is None or not path.exists():
+        raise WorkloadError(f"no images to send: data.eval ({path}) does not exist")
+    paths = _image_paths(path, getattr(spec.data, "image_field", "image"))
+    missing = [p for p in paths if not p.is_file()]
+    if missing or not paths:
+        raise WorkloadError(
+            f"{path}: {len(missing)} of {len(paths)} image files missing (first: {missing[0] if missing else '-'})"
+        )
+    if len(paths) > pool_size:
+        paths = random.Random(seed).sample(paths, pool_size)
+    return Workload(
+        kind="image", source=f"{len(paths)} images from {path.name}", input_name=IMAGE_INPUT, images=paths
+    )
+
+
 def _item_shape(spec: ModelSpec, tensor: TensorSpec) -> list[int]:
     dims = tensor.shape[1:] if tensor.shape and tensor.shape[0] == "batch" else tensor.shape
     resolved: list[int] = []
@@ -184,8 +245,6 @@ def workload_for(spec: ModelSpec, *, seed: int = 0) -> Workload:
     """The workload matching the spec's task."""
     if spec.task in TEXT_TASKS:
         return text_workload(spec, seed=seed)
-    if spec.task == "tensor":
-        return tensor_workload(spec)
-    raise WorkloadError(
-        f"task '{spec.task}' has no load-test workload yet; supported: {', '.join((*TEXT_TASKS, 'tensor'))}"
-    )
+    if spec.task == "image-classification":
+        return image_workload(spec, seed=seed)
+    return tensor_workload(spec)

@@ -12,17 +12,20 @@ from pathlib import Path
 
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from triton_bundle.precision.quiet import quiet_quantizer
+
 BACKEND = "onnxruntime.quantization.quantize_dynamic"
 OP_TYPES = ["MatMul", "Gemm"]
 
 
 def quantize_dynamic_cpu(src: Path, dst: Path, nodes_to_exclude: Sequence[str] = ()) -> None:
     """Write a dynamically quantized INT8 copy of `src` (per-channel INT8 weights on MatMul / Gemm)."""
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        op_types_to_quantize=OP_TYPES,
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=list(nodes_to_exclude),
-    )
+    with quiet_quantizer():
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            op_types_to_quantize=OP_TYPES,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(nodes_to_exclude),
+        )

@@ -11,16 +11,14 @@ faster than FP32: it is meant for TensorRT.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from pydantic import BaseModel
 
 from triton_bundle.precision.calibration import METHODS, CalibrationSet
+from triton_bundle.precision.quiet import quiet_quantizer
 
 BACKEND = "onnxruntime.quantization.quantize_static (QuantFormat.QDQ)"
 
@@ -55,21 +53,6 @@ class QdqSettings(BaseModel):
         return options
 
 
-@contextlib.contextmanager
-def _quiet_quantizer() -> Iterator[None]:
-    """The quantizer logs a pre-processing hint per call (we skip ORT's fusions on purpose: they
-    would put onnxruntime-only ops into a graph meant for TensorRT)."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        # A constant-zero tensor has a zero scale; the quantizer's division by it is harmless.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            yield
-    finally:
-        root.setLevel(level)
-
-
 def quantize_qdq(
     src: Path,
     dst: Path,
@@ -81,7 +64,7 @@ def quantize_qdq(
     """Write a Q/DQ INT8 copy of `src`; calibrate on `calibration` unless `cache` already holds ranges."""
     if calibration is None and not Path(cache).is_file():
         raise ValueError(f"no calibration data and no calibration cache at {cache}")
-    with _quiet_quantizer():
+    with quiet_quantizer():
         quantize_static(
             str(src),
             str(dst),
