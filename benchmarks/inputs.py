@@ -75,8 +75,8 @@ def _ensure_precision(
         gate = gates.get(variant) or {}
         if not gate.get("passed", False):
             notes.append(
-                f"{variant}: rejected by the precision gate ({ {k: gate.get(k) for k in ('metric', 'value') if k in gate} }); "
-                "the stage publishes no model for it, so it is not measured"
+                f"{variant}: rejected by the precision gate ({gate.get('metric')} {gate.get('value')}, "
+                f"budget {gate.get('budget')}); the stage publishes no model for it, so it is not measured"
             )
     return manifest, notes
 

@@ -161,6 +161,20 @@ def write_markdown(report: BenchmarkReport, path: Path, plots: list[Path]) -> Pa
     return write_text_atomic(path, "\n".join(out) + "\n")
 
 
+def write_summary(report: BenchmarkReport, path: Path) -> Path:
+    """The headline table with the machine it came from: what the README shows."""
+    lines = [
+        f"Latest run ({report.mode}, {report.started_at}, {report.wall_s:.0f} s): {_machine(report)}.",
+        "",
+        markdown_table(summary_rows(report)),
+        "",
+    ]
+    for t in report.targets:
+        verdict = "n/a" if t.passed is None else ("PASS" if t.passed else "MISS")
+        lines.append(f"- {verdict} {t.name}: {t.measured} (required {t.required})")
+    return write_text_atomic(path, "\n".join(lines) + "\n")
+
+
 def write_plots(report: BenchmarkReport, directory: Path) -> list[Path]:
     import matplotlib
 
@@ -245,7 +259,7 @@ def write_plots(report: BenchmarkReport, directory: Path) -> list[Path]:
             ax.barh([r.name for r in rows], values, left=left, label=label)
             left = [a + b for a, b in zip(left, values, strict=True)]
         ax.set(xlabel="CPU ms per request", title=f"Where the CPU goes at concurrency {top}")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         written.append(_save(fig, directory / "cpu_per_request.png", plt))
     return written
@@ -274,4 +288,5 @@ def write_all(report: BenchmarkReport, out_dir: Path) -> dict[str, Path]:
     json_path = write_text_atomic(out_dir / "benchmark.json", report.model_dump_json(indent=2))
     plots = write_plots(report, out_dir / "plots")
     md_path = write_markdown(report, out_dir / "benchmark.md", plots)
-    return {"json": json_path, "markdown": md_path, **{p.stem: p for p in plots}}
+    summary = write_summary(report, out_dir / "summary.md")
+    return {"json": json_path, "markdown": md_path, "summary": summary, **{p.stem: p for p in plots}}

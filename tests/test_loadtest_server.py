@@ -237,7 +237,7 @@ def test_runner_kills_the_whole_locust_tree_past_its_wall_clock_limit(triton, sp
         spec, Overrides(duration_s=60, workers=2, max_requests=100_000), tmp_path, endpoint=_http(triton)
     )
     workload_for(spec).save(settings.workload_path)
-    run = run_locust(settings, tmp_path, limit_s=15)
+    run = run_locust(settings, tmp_path, limit_s=10)
     assert run.timed_out and "killed" in run.summary.stop_reason and run.summary.requests > 0
     with pytest.raises(ProcessLookupError):
         os.killpg(run.pid, 0)  # nothing left in Locust's process group

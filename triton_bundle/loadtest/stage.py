@@ -15,7 +15,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from triton_bundle.atomic import ArtifactExistsError
-from triton_bundle.loadtest.report import write_report
 from triton_bundle.loadtest.runner import LoadtestResult, run_loadtest
 from triton_bundle.loadtest.settings import (
     Endpoint,
@@ -213,6 +212,8 @@ def loadtest_stage(
     workload: Workload | None = None,
 ) -> LoadtestResult:
     """Run the spec's load test against a running server, write the report, record the stage."""
+    from triton_bundle.loadtest.report import write_report  # matplotlib: only when a report is written
+
     overrides = overrides or Overrides()
     run_dir = prepare_run_dir(out or workdir / STAGE, force)
     settings = build_settings(spec, overrides, run_dir, endpoint)

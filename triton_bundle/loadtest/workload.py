@@ -199,7 +199,7 @@ def image_workload(spec: ModelSpec, *, pool_size: int = IMAGE_POOL_SIZE, seed: i
     path = spec.resolve(spec.data.eval)
     if path is None or not path.exists():
         raise WorkloadError(f"no images to send: data.eval ({path}) does not exist")
-    paths = _image_paths(path, getattr(spec.data, "image_field", "image"))
+    paths = _image_paths(path, spec.data.image_field)
     missing = [p for p in paths if not p.is_file()]
     if missing or not paths:
         raise WorkloadError(
