@@ -164,8 +164,12 @@ def python_onnx_config(
     graph: GraphSignature,
     pad_values: dict[str, int],
     label_file: str = "",
+    max_sequence: int | None = None,
 ) -> mc.ModelConfig:
-    """The local target's tensor model: onnxruntime inside the Python backend, ragged batching."""
+    """The local target's tensor model: onnxruntime inside the Python backend, ragged batching.
+
+    `max_sequence` (the tokenizer's max length) makes the model refuse longer sequences, as a TensorRT
+    profile would on the nvidia target, instead of running lengths the spec never verified."""
     config = _base(name, options)
     config.backend = PYTHON_BACKEND
     _io(graph.inputs, config.input, ragged=True)
@@ -182,6 +186,8 @@ def python_onnx_config(
     _param(config, "inter_op_threads", 1)
     _param(config, "ragged_inputs", json.dumps(ragged_inputs, sort_keys=True))
     _param(config, "ragged_outputs", ",".join(ragged_outputs))
+    if max_sequence and ragged_inputs:
+        _param(config, "max_sequence", max_sequence)
     return config
 
 

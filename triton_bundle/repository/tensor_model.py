@@ -169,7 +169,9 @@ def build_tensor_model(
             files[f"{version}/model.py"] = python_model_source("onnx_runner")
 
     if options.target == "local":
-        config = configs.python_onnx_config(name, options, graph, pad_values, label_file)
+        config = configs.python_onnx_config(
+            name, options, graph, pad_values, label_file, max_sequence=sequence.max if sequence else None
+        )
     elif use_trt:
         layout = engine_layout(sources.variants[0].engines, options, sequence.max if sequence else None)
         config = configs.tensorrt_config(

@@ -27,9 +27,21 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         labels_path = Path(args["model_repository"]) / params.get("labels_file", "labels.txt")
+        if not labels_path.is_file():
+            raise FileNotFoundError(
+                f"labels file {labels_path} not found: expected one label per line, written by the "
+                "repository generator; regenerate the repository"
+            )
         labels = [line for line in labels_path.read_text(encoding="utf-8").splitlines() if line]
         self.labels = np.array([label.encode("utf-8") for label in labels], dtype=np.object_)
         self.input_name = params.get("input_name", "logits")
+        declared = {item["name"]: item.get("dims", []) for item in config.get("input", [])}
+        classes = [int(d) for d in declared.get(self.input_name, [])][-1:]
+        if classes and classes[0] != len(labels):
+            raise ValueError(
+                f"{labels_path} has {len(labels)} labels but config.pbtxt declares '{self.input_name}' with "
+                f"{classes[0]} classes; regenerate the repository from the model it serves"
+            )
         self.top_k = min(int(params.get("top_k", "1")), len(labels))
 
     def execute(self, requests: list[pb_utils.InferenceRequest]) -> list[pb_utils.InferenceResponse]:

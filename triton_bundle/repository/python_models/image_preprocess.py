@@ -65,7 +65,9 @@ class TritonPythonModel:
         responses, start = [], 0
         for item in decoded:
             if isinstance(item, str):
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(item)))
+                # INVALID_ARG reaches the client as 400 / INVALID_ARGUMENT: its image is bad, not the server.
+                error = pb_utils.TritonError(item, pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
                 continue
             part = np.ascontiguousarray(pixels[start : start + len(item)])
             start += len(item)

@@ -7,11 +7,18 @@ Shipped by triton-bundle and copied to `<model>/<version>/model.py` beside `mode
   allow_spinning    "1" lets idle onnxruntime threads spin (lower latency when the cores are free)
   ragged_inputs     JSON {input name: pad value} for inputs whose dim 1 varies between requests
   ragged_outputs    comma-separated outputs whose dim 1 follows the ragged inputs' (cut back per request)
+  max_sequence      the longest dim 1 a ragged input may have (the spec's shapes.sequence.max); 0: no limit
+  reject_non_finite "true" (default): a float input holding NaN / Inf is refused, never run
 
 The inputs set allow_ragged_batch, so Triton's dynamic batcher hands over requests of different
 sequence lengths together. They are re-padded to the batch's longest sequence and run in ONE
 session.run per batch; outputs are split back per request. If a batch fails, each request runs alone so
 one bad request never fails the others.
+
+A request the model cannot take (ragged inputs of different lengths, an empty or over-long sequence,
+NaN / Inf) gets an INVALID_ARG error of its own before anything runs. At load time the config's inputs
+and outputs are checked against the graph, so a config that does not match its model fails to load
+with a message naming both files.
 """
 
 from __future__ import annotations
@@ -22,6 +29,17 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+_CONFIG_TO_ORT = {
+    "TYPE_FP32": "tensor(float)",
+    "TYPE_FP16": "tensor(float16)",
+    "TYPE_FP64": "tensor(double)",
+    "TYPE_INT64": "tensor(int64)",
+    "TYPE_INT32": "tensor(int32)",
+    "TYPE_INT8": "tensor(int8)",
+    "TYPE_UINT8": "tensor(uint8)",
+    "TYPE_BOOL": "tensor(bool)",
+}
 
 _ORT_TO_NUMPY = {
     "tensor(float)": np.float32,
@@ -40,21 +58,32 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         version_dir = Path(args["model_repository"]) / args["model_version"]
+        model_path = version_dir / params.get("model_file", "model.onnx")
+        if not model_path.is_file():
+            raise FileNotFoundError(
+                f"ONNX model file {model_path} not found: expected the model.onnx the repository generator "
+                "writes beside model.py; regenerate the repository"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_threads", "0"))
         options.inter_op_num_threads = int(params.get("inter_op_threads", "1"))
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Spinning worker threads would steal the cores the tokenizer and postprocess stubs need.
         options.add_session_config_entry("session.intra_op.allow_spinning", params.get("allow_spinning", "0"))
-        self.session = ort.InferenceSession(
-            str(version_dir / params.get("model_file", "model.onnx")),
-            options,
-            providers=["CPUExecutionProvider"],
-        )
+        try:
+            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise RuntimeError(
+                f"onnxruntime cannot load {model_path} (corrupt or truncated?): {exc}; re-export the model "
+                "and regenerate the repository"
+            ) from None
+        _check_config_matches_graph(config, self.session, model_path)
         self.inputs = {i.name: _ORT_TO_NUMPY.get(i.type, np.float32) for i in self.session.get_inputs()}
         self.outputs = [output["name"] for output in config["output"]]
         self.ragged_inputs: dict[str, int] = json.loads(params.get("ragged_inputs", "{}"))
         self.ragged_outputs = {name for name in params.get("ragged_outputs", "").split(",") if name}
+        self.max_sequence = int(params.get("max_sequence", "0"))
+        self.reject_non_finite = params.get("reject_non_finite", "true") == "true"
 
     def _feeds(self, request: pb_utils.InferenceRequest) -> dict[str, np.ndarray]:
         feeds = {}
@@ -66,7 +95,26 @@ class TritonPythonModel:
         sizes = {array.shape[0] for array in feeds.values()}
         if len(sizes) != 1:
             raise ValueError(f"inputs disagree on the batch size: {sorted(sizes)}")
+        self._check_sequence(feeds)
+        if self.reject_non_finite:
+            _check_finite(feeds)
         return feeds
+
+    def _check_sequence(self, feeds: dict[str, np.ndarray]) -> None:
+        """Ragged inputs share one length in [1, max_sequence]: padding would hide a mismatch, and the
+        graph fails deep inside (or silently reads past its position table) on lengths it was not built for."""
+        lengths = {n: feeds[n].shape[1] for n in self.ragged_inputs if n in feeds and feeds[n].ndim >= 2}
+        if len(set(lengths.values())) > 1:
+            listed = ", ".join(f"{name}: {length}" for name, length in lengths.items())
+            raise ValueError(f"inputs disagree on the sequence length (dim 1): {listed}; expected one length")
+        length = next(iter(lengths.values()), None)
+        if length == 0:
+            raise ValueError(f"empty sequence: {', '.join(lengths)} have 0 tokens; expected at least 1")
+        if length is not None and self.max_sequence and length > self.max_sequence:
+            raise ValueError(
+                f"sequence of {length} tokens exceeds this model's maximum of {self.max_sequence} "
+                "(the spec's shapes.sequence.max); truncate to it before sending"
+            )
 
     def _run(self, feeds_list: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
         """One session.run over the concatenated requests; outputs split back per request."""
@@ -108,8 +156,10 @@ class TritonPythonModel:
         )
 
     @staticmethod
-    def _error(message: str) -> pb_utils.InferenceResponse:
-        return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
+    def _error(message: str, invalid: bool = False) -> pb_utils.InferenceResponse:
+        # INVALID_ARG reaches the client as 400 / INVALID_ARGUMENT: its request is wrong, not the server.
+        code = pb_utils.TritonError.INVALID_ARG if invalid else pb_utils.TritonError.INTERNAL
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
 
     def execute(self, requests: list[pb_utils.InferenceRequest]) -> list[pb_utils.InferenceResponse]:
         responses: list[pb_utils.InferenceResponse | None] = [None] * len(requests)
@@ -118,7 +168,7 @@ class TritonPythonModel:
             try:
                 good.append((index, self._feeds(request)))
             except ValueError as exc:
-                responses[index] = self._error(str(exc))
+                responses[index] = self._error(str(exc), invalid=True)
         if good:
             try:
                 for (index, _), outs in zip(good, self._run([feeds for _, feeds in good]), strict=True):
@@ -134,3 +184,53 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         self.session = None
+
+
+def _check_finite(feeds: dict[str, np.ndarray]) -> None:
+    for name, array in feeds.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+            raise ValueError(f"input '{name}' holds {bad} NaN / Inf value(s); expected finite numbers")
+
+
+def _dims(values: list) -> list[int]:
+    # The config reaches the model as protobuf JSON: int64 dims may come as strings.
+    return [int(v) for v in values]
+
+
+def _check_config_matches_graph(config: dict, session: ort.InferenceSession, model_path: Path) -> None:
+    """The config's inputs / outputs exist in the graph with the same type and fixed dims."""
+    problems = []
+    for kind, declared, actual in (
+        ("input", config.get("input", []), session.get_inputs()),
+        ("output", config.get("output", []), session.get_outputs()),
+    ):
+        graph = {tensor.name: tensor for tensor in actual}
+        names = [entry["name"] for entry in declared]
+        if kind == "input" and sorted(names) != sorted(graph):
+            problems.append(f"config inputs {sorted(names)} but the graph takes {sorted(graph)}")
+            continue
+        for entry in declared:
+            tensor = graph.get(entry["name"])
+            if tensor is None:
+                problems.append(
+                    f"config {kind} '{entry['name']}' is not in the graph (it has {sorted(graph)})"
+                )
+                continue
+            wanted = _CONFIG_TO_ORT.get(entry.get("data_type", ""), entry.get("data_type"))
+            if wanted != tensor.type:
+                problems.append(
+                    f"{kind} '{tensor.name}': config {entry.get('data_type')}, graph {tensor.type}"
+                )
+            dims = _dims(entry.get("dims", []))
+            shape = list(tensor.shape)[1:]  # the batch dim is not in the config
+            fixed_mismatch = any(
+                isinstance(g, int) and d != -1 and g != d for d, g in zip(dims, shape, strict=False)
+            )
+            if len(dims) != len(shape) or fixed_mismatch:
+                problems.append(f"{kind} '{tensor.name}': config dims {dims}, graph {list(tensor.shape)}")
+    if problems:
+        listed = "; ".join(problems)
+        raise ValueError(
+            f"config.pbtxt does not match {model_path}: {listed}; regenerate the repository from the model it serves"
+        )

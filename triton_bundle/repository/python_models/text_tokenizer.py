@@ -14,7 +14,12 @@ Shipped by triton-bundle and copied to `<model>/1/model.py`; settings come from 
 
 One encode_batch over every text of every request in the Triton batch; the tokenizer is loaded once.
 Bytes that are not valid UTF-8 are replaced (U+FFFD), never a crash; a malformed request gets its own
-error response and the rest of the batch is served.
+error response and the rest of the batch is served. An empty text is valid: it encodes to the special
+tokens alone ([CLS] [SEP]).
+
+Texts are cut to max_length * CHARS_PER_TOKEN characters before tokenizing: the tokenizer keeps only
+max_length tokens anyway, and a 10 MB text would otherwise hold this model (and every request queued
+behind it) for seconds. No real text needs more than CHARS_PER_TOKEN characters per token.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
 TEXT_INPUT = "TEXT"
+CHARS_PER_TOKEN = 100  # WordPiece turns a word longer than 100 characters into one [UNK]
 
 
 class TritonPythonModel:
@@ -34,10 +40,20 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        self.tokenizer = Tokenizer.from_file(
-            str(version_dir / params.get("tokenizer_file", "tokenizer.json"))
-        )
+        tokenizer_path = version_dir / params.get("tokenizer_file", "tokenizer.json")
+        if not tokenizer_path.is_file():
+            raise FileNotFoundError(
+                f"tokenizer file {tokenizer_path} not found: expected the tokenizer.json the repository "
+                "generator writes beside model.py; regenerate the repository"
+            )
+        try:
+            self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        except Exception as exc:
+            raise ValueError(
+                f"cannot load tokenizer {tokenizer_path} (corrupt or not a tokenizers JSON?): {exc}"
+            ) from None
         self.max_length = int(params["max_length"])
+        self.max_chars = self.max_length * CHARS_PER_TOKEN
         self.min_length = max(1, int(params.get("min_length", "1")))
         self.padding = params.get("padding", "longest")
         self.bucket = max(1, int(params.get("bucket_size", "16")))
@@ -55,18 +71,14 @@ class TritonPythonModel:
             longest = -(-longest // self.bucket) * self.bucket
         return min(self.max_length, max(self.min_length, longest))
 
-    @staticmethod
-    def _texts(request: pb_utils.InferenceRequest) -> list[str]:
+    def _texts(self, request: pb_utils.InferenceRequest) -> list[str]:
         tensor = pb_utils.get_input_tensor_by_name(request, TEXT_INPUT)
         if tensor is None:
             raise ValueError(f"request has no '{TEXT_INPUT}' input")
         values = tensor.as_numpy()
         if values.ndim == 0 or values.size != values.shape[0]:
             raise ValueError(f"'{TEXT_INPUT}' must be shaped [batch, 1], got {list(values.shape)}")
-        return [
-            v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
-            for v in values.reshape(-1)
-        ]
+        return [_decode(value, self.max_chars) for value in values.reshape(-1)]
 
     def execute(self, requests: list[pb_utils.InferenceRequest]) -> list[pb_utils.InferenceResponse]:
         texts: list[str] = []
@@ -84,7 +96,9 @@ class TritonPythonModel:
         responses = []
         for span in spans:
             if isinstance(span, str):
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(span)))
+                # INVALID_ARG reaches the client as 400 / INVALID_ARGUMENT: the request is wrong.
+                error = pb_utils.TritonError(span, pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
                 continue
             responses.append(pb_utils.InferenceResponse(self._tensors(encodings[span[0] : span[1]])))
         return responses
@@ -105,3 +119,10 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         self.tokenizer = None
+
+
+def _decode(value: object, max_chars: int) -> str:
+    """UTF-8 with replacement, cut to max_chars (bytes first: a character is at most 4 bytes)."""
+    if isinstance(value, bytes):
+        return value[: max_chars * 4].decode("utf-8", errors="replace")[:max_chars]
+    return str(value)[:max_chars]
