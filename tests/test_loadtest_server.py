@@ -120,9 +120,10 @@ def test_passing_run_exits_0_with_reports_plots_and_manifest(triton, spec, cli, 
         cli("loadtest", SPEC, "-w", tmp_path, "--url", triton.http_url, "-t", 1)
 
 
-def test_missed_slo_exits_1_and_says_which_and_by_how_much(triton, cli, tmp_path: Path):
+def test_missed_slo_exits_1_and_says_which_and_by_how_much(triton, cli, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative workdir, as `make demo` uses: Locust runs in its own cwd
     result = cli(
-        "loadtest", SPEC, "-w", tmp_path, "--url", triton.http_url, "--metrics-url", triton.metrics_url,
+        "loadtest", SPEC, "-w", ".", "--url", triton.http_url, "--metrics-url", triton.metrics_url,
         "--model", "slow-intent", "-u", 4, "-t", 3, "-n", 200, "--p95-ms", 5,
     )  # fmt: skip
     assert result.exit_code == 1, result.output

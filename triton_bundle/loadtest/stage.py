@@ -124,7 +124,7 @@ def build_settings(
 
 def prepare_run_dir(path: Path, force: bool) -> Path:
     """An empty directory for one run; replacing an earlier run needs force, other content is refused."""
-    path = Path(path)
+    path = Path(path).resolve()  # Locust runs in its own cwd: every path handed to it is absolute
     if path.exists() and any(p.is_file() for p in path.rglob("*")):
         # A run dir holds Locust's settings directly (loadtest) or one level down (capacity, compare).
         looks_like_run = any(next(path.glob(pattern), None) for pattern in _RUN_MARKERS)
