@@ -12,7 +12,9 @@ from triton_bundle.manifest import Manifest, MissingStageError, StageRecord
 
 def test_manifest_round_trip_and_missing_stage_hint(tmp_path: Path) -> None:
     manifest = Manifest.load(tmp_path, "m")
-    manifest.record(StageRecord(stage="export", artifacts={"onnx": tmp_path / "model.onnx"}, metrics={"x": 1.0}))
+    manifest.record(
+        StageRecord(stage="export", artifacts={"onnx": tmp_path / "model.onnx"}, metrics={"x": 1.0})
+    )
     manifest.save(tmp_path)
     again = Manifest.load(tmp_path, "m")
     assert again.require("export", "-").artifact("onnx") == tmp_path / "model.onnx"
@@ -52,7 +54,9 @@ def test_manifest_survives_moving_the_workdir(tmp_path: Path) -> None:
     old = tmp_path / "old"
     outside = tmp_path / "user-checkpoint"
     manifest = Manifest(model="m")
-    manifest.record(StageRecord(stage="export", artifacts={"onnx": old / "onnx" / "model.onnx", "ckpt": outside}))
+    manifest.record(
+        StageRecord(stage="export", artifacts={"onnx": old / "onnx" / "model.onnx", "ckpt": outside})
+    )
     manifest.save(old)
     assert '"onnx/model.onnx"' in (old / "manifest.json").read_text(), "paths inside the workdir are relative"
     new = tmp_path / "mounted-elsewhere"

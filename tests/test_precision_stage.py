@@ -51,6 +51,25 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
     return spec, workdir
 
 
+def _fresh_workdir(exported, where: Path) -> Path:
+    """A workdir of its own holding only the export record, so tests never see each other's variants."""
+    spec, workdir = exported
+    manifest = Manifest(model=spec.name)
+    manifest.record(Manifest.load(workdir, spec.name).require("export", "fixture").model_copy(deep=True))
+    manifest.save(where)
+    return where
+
+
+@pytest.fixture(scope="module")
+def published(exported, tmp_path_factory: pytest.TempPathFactory):
+    """The spec's three variants with default settings, built and gated once for the module."""
+    from triton_bundle.precision.stage import make_variants
+
+    spec, _ = exported
+    workdir = _fresh_workdir(exported, tmp_path_factory.mktemp("published"))
+    return spec, workdir, make_variants(spec, workdir)
+
+
 def _cosines(a: Path, b: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     ea, eb = (
         ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)[0] for p in (a, b)
@@ -70,11 +89,8 @@ def _eval_feeds(spec, workdir: Path) -> dict[str, np.ndarray]:
     return {name: enc[name].astype(np.int64) for name in export.details["input_names"]}
 
 
-def test_fp16_and_cpu_int8_are_built_gated_and_published(exported) -> None:
-    from triton_bundle.precision.stage import make_variants
-
-    spec, workdir = exported
-    result = make_variants(spec, workdir, variants=["fp16", "int8-dynamic"])
+def test_fp16_and_cpu_int8_are_built_gated_and_published(published) -> None:
+    spec, workdir, result = published
     fp32 = Manifest.load(workdir, spec.name).stages["export"].artifact("onnx")
     record = Manifest.load(workdir, spec.name).require("precision", "make_variants")
     for variant in ("fp16", "int8-dynamic"):
@@ -100,10 +116,45 @@ def test_fp16_and_cpu_int8_are_built_gated_and_published(exported) -> None:
     assert result.reports["fp16"].fp16.fp32_tail_nodes  # the pooling / L2 normalisation stays FP32
 
 
-def test_quantize_everything_is_caught_then_rescued_by_mixed_precision(exported) -> None:
+def test_default_int8_is_tensorrt_style_qdq(published) -> None:
+    _, workdir, result = published
+    report = result.reports["int8"]
+    assert report.passed, report.markdown()  # directly, or after keeping a few layers in float
+    assert report.tensorrt_compatible and report.calibration.samples == 48
+    assert report.calibration.source.endswith("train.jsonl")  # calibrated on train, gated on eval
+    graph = onnx.load(str(workdir / "precision" / "int8" / "model.onnx")).graph
+    consumers = {
+        n.op_type for n in graph.node if any(i.endswith("_DequantizeLinear_Output") for i in n.input)
+    }
+    assert consumers == {"MatMul"}  # Q/DQ on GEMM inputs only (MiniLM has no Gemm)
+    inits = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear":
+            assert inits[node.input[2]].data_type == onnx.TensorProto.INT8  # INT8, not UINT8
+            assert not onnx.numpy_helper.to_array(inits[node.input[2]]).any()  # zero-point 0
+            if node.input[0] in inits and inits[node.input[0]].dims:  # a weight: one scale per channel
+                assert onnx.numpy_helper.to_array(inits[node.input[1]]).size > 1
+        if node.op_type == "Add" and any(i.endswith("bias") for i in node.input):
+            bias = next(i for i in node.input if i.endswith("bias"))
+            assert inits[bias].data_type == onnx.TensorProto.FLOAT  # biases are not quantized
+
+
+def test_tensorrt_accepts_the_fp16_and_int8_graphs(published) -> None:
+    """TensorRT for RTX parses and builds them ahead of time on a CPU host (a strongly typed build)."""
+    pytest.importorskip("tensorrt_rtx")
+    from triton_bundle.engine.stage import build_variant
+
+    spec, workdir, _ = published
+    for variant in ("fp16", "int8"):
+        result = build_variant(spec, workdir, variant, aot=True, force=True)
+        assert result.passed, result
+
+
+def test_quantize_everything_is_caught_then_rescued_by_mixed_precision(exported, tmp_path: Path) -> None:
     from triton_bundle.precision.stage import make_variants
 
-    spec, workdir = exported
+    spec, _ = exported
+    workdir = _fresh_workdir(exported, tmp_path / "artifacts")
     bad = spec.model_copy(deep=True)
     bad.precision.quantize_all = True
     result = make_variants(bad, workdir, variants=["int8"], force=True)
@@ -125,17 +176,21 @@ def test_quantize_everything_is_caught_then_rescued_by_mixed_precision(exported)
         if i.name.endswith("_zero_point") and i.data_type == onnx.TensorProto.INT8
     ]
     assert zero_points and all((z == 0).all() for z in zero_points)  # symmetric INT8 (TensorRT)
+    # Kept layers compute in float: their weights stay FP32 initializers (no INT8 copy, no DQ).
+    fp32 = Manifest.load(workdir, spec.name).stages["export"].artifact("onnx")
+    fp32_weights = {i.name for i in onnx.load(str(fp32), load_external_data=False).graph.initializer}
     kept_nodes = {n for layer in report.kept_float_layers for n in layer.nodes}
-    for node in graph.node:  # the kept layers read float tensors, not dequantized ones
-        if node.name in kept_nodes:
-            assert not any(i.endswith("DequantizeLinear_Output") for i in node.input), node.name
-    cos = _cosines(
-        Manifest.load(workdir, spec.name).stages["export"].artifact("onnx"), model, _eval_feeds(spec, workdir)
-    )
-    assert cos.mean() >= 0.98
+    float_weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    for node in graph.node:
+        if node.name in kept_nodes and node.op_type in {"MatMul", "Gemm"}:
+            original = node.input[1].removesuffix("_DequantizeLinear_Output")
+            if original in fp32_weights:
+                assert node.input[1] in float_weights, node.name
+    assert _cosines(fp32, model, _eval_feeds(spec, workdir)).mean() >= 0.98
     gates = Manifest.load(workdir, spec.name).stages["precision"].details["gates"]
     assert gates["int8"]["kept_float_layers"] == [k.layer for k in report.kept_float_layers]
     assert gates["int8"]["calibration"]["samples"] == 48
+    assert gates["int8"]["tensorrt_compatible"] is False  # TensorRT refuses Q/DQ on scalar constants
 
 
 def _cli():
@@ -156,8 +211,9 @@ def test_a_variant_past_the_budget_is_rejected_and_not_published(exported, tmp_p
     from triton_bundle.atomic import ArtifactExistsError
     from triton_bundle.precision.stage import make_variants
 
-    spec, workdir = exported
-    make_variants(spec, workdir, variants=["int8-dynamic"], force=True)
+    spec, _ = exported
+    workdir = _fresh_workdir(exported, tmp_path / "artifacts")
+    make_variants(spec, workdir, variants=["int8-dynamic"])
     strict = spec.model_copy(deep=True)
     strict.precision.budget.min_cosine = 0.99999  # no INT8 model meets this
     strict.precision.sensitivity.enabled = False
@@ -171,7 +227,7 @@ def test_a_variant_past_the_budget_is_rejected_and_not_published(exported, tmp_p
     assert "int8-dynamic" not in record.artifacts and not record.passed
 
     # The CLI prints the table and exits non-zero, naming the report.
-    spec_file = tmp_path / "spec.yaml"
+    spec_file = tmp_path / "strict.yaml"
     spec_file.write_text(
         json.dumps(strict.model_dump(mode="json", exclude={"base_dir"})), encoding="utf-8"
     )  # JSON is YAML

@@ -317,3 +317,19 @@ def test_random_calibration_only_when_asked_and_warned(tmp_path: Path, tokenizer
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # real data: no warning at all
         calibration_set(_spec(tmp_path), tokenizer, ["input_ids"])
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_calibration_takes_batches_of_different_lengths(tmp_path: Path, method: str) -> None:
+    from triton_bundle.precision.calibration import CalibrationSet
+    from triton_bundle.precision.int8_qdq import QdqSettings, quantize_qdq
+
+    src = _tiny_encoder(tmp_path / "tiny.onnx")
+    rng = np.random.default_rng(3)
+    batches = [{"x": rng.normal(size=(2, length, 8)).astype(np.float32)} for length in (3, 7, 5)]
+    dst = tmp_path / f"{method}.onnx"
+    settings = QdqSettings(method=method, op_types=["MatMul"])
+    quantize_qdq(src, dst, settings, tmp_path / "cache.json", CalibrationSet(batches, "test", 6, method))
+    graph = onnx.load(str(dst)).graph
+    readers = {n.name for n in graph.node if any(i.endswith("_DequantizeLinear_Output") for i in n.input)}
+    assert readers == {"/enc/layer.0/dense/MatMul", "/enc/layer.0/output/MatMul"}

@@ -13,6 +13,7 @@ def register_all(app: typer.Typer) -> None:
     from triton_bundle.export import cli as export_cli
     from triton_bundle.loadtest import cli as loadtest_cli
     from triton_bundle.pipeline import cli as pipeline_cli
+    from triton_bundle.precision import cli as precision_cli
     from triton_bundle.repository import cli as repository_cli
     from triton_bundle.serving import cli as serving_cli
     from triton_bundle.serving import preflight_cli
@@ -20,6 +21,7 @@ def register_all(app: typer.Typer) -> None:
     app.command("demo")(pipeline_cli.demo_command)
     app.command("finetune")(export_cli.finetune_command)
     app.command("export")(export_cli.export_command)
+    app.command("precision")(precision_cli.precision_command)
     app.command("build")(engine_cli.build_command)
     app.add_typer(repository_cli.app, name="repo")
     app.command("serve")(serving_cli.serve)

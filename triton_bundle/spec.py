@@ -229,8 +229,12 @@ class LoadtestSpec(_Strict):
     duration_s: Annotated[float, Field(gt=0, le=3600)] = 20.0
     max_requests: Annotated[int, Field(ge=1)] = 5000
     request_batch_size: Annotated[int, Field(ge=1)] = 1
-    target_rps: Annotated[float | None, Field(gt=0, description="arrival-rate shape: offered requests/s")] = None
-    workers: Annotated[int, Field(ge=-1, description="Locust workers: 0 one process, -1 one per CPU core")] = 0
+    target_rps: Annotated[float | None, Field(gt=0, description="arrival-rate shape: offered requests/s")] = (
+        None
+    )
+    workers: Annotated[
+        int, Field(ge=-1, description="Locust workers: 0 one process, -1 one per CPU core")
+    ] = 0
     slo: SLOSpec = SLOSpec()
 
 

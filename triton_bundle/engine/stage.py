@@ -86,6 +86,12 @@ def source_onnx(spec: ModelSpec, manifest: Manifest, workdir: Path, variant: str
             f"the {variant} ONNX of '{spec.name}' failed its accuracy gate in the '{stage}' stage; no engine "
             "is built for a variant that is not served (relax precision.budget if the drop is acceptable)"
         )
+    if isinstance(gate, dict) and gate.get("tensorrt_compatible") is False:
+        raise SourceOnnxError(
+            f"the {variant} ONNX of '{spec.name}' is recorded as not TensorRT-compatible (e.g. quantized "
+            "constants outside Q/DQ pairs from --quantize-all); re-run `triton-bundle precision <spec> -v int8 -f` "
+            "without --quantize-all to get TensorRT's explicit-quantization layout"
+        )
     recorded = record.artifact(key)
     # A stage may record the directory that holds its model.onnx (and its reports).
     found = relocate(recorded / "model.onnx" if recorded.is_dir() else recorded, workdir)

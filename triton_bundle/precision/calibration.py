@@ -36,16 +36,20 @@ class FeedReader(CalibrationDataReader):
 
     def __init__(self, batches: Sequence[Feeds]) -> None:
         self.batches = list(batches)
-        self._index = 0
+        self._index, self._end = 0, len(self.batches)
 
     def get_next(self) -> Feeds | None:
-        if self._index >= len(self.batches):
+        if self._index >= self._end:
             return None
         self._index += 1
         return self.batches[self._index - 1]
 
     def rewind(self) -> None:
-        self._index = 0
+        self._index, self._end = 0, len(self.batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Read batches [start, end) only: onnxruntime's strided calibration feeds one slice at a time."""
+        self._index, self._end = start_index, min(end_index, len(self.batches))
 
     def __len__(self) -> int:
         return len(self.batches)

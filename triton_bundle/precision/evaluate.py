@@ -150,12 +150,6 @@ def compare_outputs(
     return VariantMetrics(examples=data.examples, **values)
 
 
-class Latency(BaseModel):
-    batch: int
-    sequence: int
-    ms: float  # median of timed runs
-
-
 def measure_latency(
     path: Path, feeds: Feeds, repeats: int = 20, warmup: int = 3, threads: int | None = None
 ) -> float:

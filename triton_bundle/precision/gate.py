@@ -12,12 +12,6 @@ from pydantic import BaseModel
 from triton_bundle.precision.evaluate import Agreement, VariantMetrics
 from triton_bundle.spec import AccuracyBudget
 
-PRIMARY_METRIC: dict[Agreement, str] = {
-    "labels": "label_agreement",
-    "cosine": "mean_cosine",
-    "tensor": "psnr_db",
-}
-
 
 class GateCheck(BaseModel):
     name: str

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import onnx
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from pydantic import BaseModel
 
@@ -50,6 +51,10 @@ class QdqSettings(BaseModel):
             options["OpTypesToExcludeOutputQuantization"] = list(self.op_types or [])
         if self.method == "percentile":
             options["CalibPercentile"] = self.percentile
+        if self.method in ("entropy", "percentile"):
+            # The histogram calibrators stack each tensor's values over the batches they are given,
+            # which fails for batches of different lengths: feed them one batch at a time.
+            options["CalibStridedMinMax"] = 1
         return options
 
 
@@ -79,3 +84,34 @@ def quantize_qdq(
             extra_options=settings.extra_options(),
             calibration_cache_path=str(cache),
         )
+    if not settings.quantize_all:
+        quantized_readers_only(dst, set(settings.op_types or []), set(nodes_to_exclude))
+
+
+def quantized_readers_only(path: Path, op_types: set[str], kept_float: set[str]) -> int:
+    """Rewire nodes that are not quantized (residual Adds, Shape, layers kept in float) from a
+    dequantized activation back to the FP32 original; returns how many inputs changed.
+
+    onnxruntime's QDQ quantizer points every reader of a quantized tensor at its DequantizeLinear,
+    so a LayerNorm output quantized for the next MatMul would also be rounded to INT8 on the
+    residual path. TensorRT's placement (and NVIDIA ModelOpt's) quantizes GEMM inputs only.
+    """
+    model = onnx.load(str(path))
+    q_input = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    original = {
+        n.output[0]: q_input[n.input[0]]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in q_input
+    }
+    changed = 0
+    for node in model.graph.node:
+        quantized = node.op_type in op_types and node.name not in kept_float
+        if quantized or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for index, name in enumerate(node.input):
+            if name in original:
+                node.input[index] = original[name]
+                changed += 1
+    if changed:
+        onnx.save(model, str(path))
+    return changed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from collections.abc import Iterator
 
@@ -18,7 +19,8 @@ def quiet_quantizer() -> Iterator[None]:
     root.setLevel(logging.ERROR)
     try:
         # A constant-zero tensor has a zero scale; the quantizer's division by it is harmless.
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # The histogram calibrators also print a line per batch.
+        with np.errstate(divide="ignore", invalid="ignore"), contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
         root.setLevel(level)

@@ -23,7 +23,9 @@ class VariantReport(BaseModel):
 
     variant: str
     passed: bool
-    model: str | None = Field(None, description="the published model.onnx; None when rejected")
+    model: str | None = Field(
+        None, description="the published model, relative to the workdir; None when rejected"
+    )
     backend: str
     tensorrt_compatible: bool
     size_mb: float

@@ -69,7 +69,9 @@ def rank_layers(sqnr_by_layer: Mapping[str, float], layers: Sequence[str]) -> li
     return sorted(measured, key=lambda name: sqnr_by_layer[name]) + unmeasured
 
 
-class _Budget:
+class SearchLog:
+    """Every trial of one search (memoised by float-layer set), capped at `limit` evaluations."""
+
     def __init__(self, evaluate: Callable[[frozenset[str]], Trial], limit: int) -> None:
         self.evaluate = evaluate
         self.limit = limit
@@ -101,9 +103,9 @@ def search(
     evaluate: Callable[[frozenset[str]], Trial],
     max_evaluations: int,
     baseline: Trial | None = None,
-) -> tuple[Trial | None, _Budget]:
+) -> tuple[Trial | None, SearchLog]:
     """The passing trial with the fewest float layers found within the budget (None if none passed)."""
-    budget = _Budget(evaluate, max_evaluations)
+    budget = SearchLog(evaluate, max_evaluations)
     if baseline is not None:
         budget.trials[baseline.float_layers] = baseline
         budget.steps.append(
@@ -158,7 +160,7 @@ def search(
 
 def costs(
     best: Trial,
-    budget: _Budget,
+    budget: SearchLog,
     layers: Mapping[str, Sequence[str]],
     sqnr_by_layer: Mapping[str, float],
     weight_bytes: Mapping[str, int],

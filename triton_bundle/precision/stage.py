@@ -197,8 +197,9 @@ def _build_fp16(ctx: _Context) -> _Built:
         metrics=metrics,
         fp16=info,
         notes=[
-            "evaluated with onnxruntime on CPU, which computes FP16 ops in FP32 between FP16 casts: the "
-            "gate sees FP16 rounding and overflow; re-check on the GPU engine for kernel differences",
+            "gated with onnxruntime on CPU, which runs FP16 ops that lack CPU kernels in FP32 between "
+            "casts: the gate sees FP16 rounding and overflow, not GPU kernel differences (check the "
+            "engine on the GPU)",
         ],
     )
     return _Built(report, path if gate.passed else None)
@@ -227,8 +228,11 @@ def _build_int8(ctx: _Context) -> _Built:
     final, sensitivity, kept = _mixed_precision(ctx, "int8", build, layers, rank)
     notes = list(calibration.notes)
     if prec.quantize_all:
+        # Measured: TensorRT-RTX 1.7 refuses such a graph ("Quantized constant ... is only allowed
+        # before DQ", on a GELU scalar); Q/DQ on GEMM inputs only is what TensorRT builds.
         notes.append(
-            "quantize_all: Q/DQ on every op onnxruntime can quantize (not TensorRT's GEMM-only default)"
+            "quantize_all: Q/DQ on every op onnxruntime can quantize, scalar constants included; "
+            "TensorRT does not accept that graph. Use the default int8_op_types for TensorRT"
         )
     notes.append(
         "Q/DQ INT8 is TensorRT's format; on a CPU it is not faster than FP32 (use int8-dynamic there)"
@@ -239,7 +243,7 @@ def _build_int8(ctx: _Context) -> _Built:
         final,
         layers,
         backend=int8_qdq.BACKEND,
-        tensorrt_compatible=True,
+        tensorrt_compatible=not prec.quantize_all,
         kept_float_layers=kept,
         quantized_layers=len(layers) - len(kept),
         calibration=CalibrationInfo(
@@ -337,7 +341,7 @@ def _publish(built: _Built, workdir: Path) -> Path:
     target = workdir / PRECISION_DIR / report.variant
     rejected = workdir / PRECISION_DIR / f"{report.variant}-rejected"
     if built.model is not None:
-        report.model = str((target / MODEL_FILE).resolve())
+        report.model = f"{PRECISION_DIR}/{report.variant}/{MODEL_FILE}"  # relative: the workdir may move
         with atomic_path(target, force=True) as tmp:
             tmp.mkdir()
             shutil.move(str(built.model), tmp / MODEL_FILE)
