@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SPEC   ?= examples/minilm-intent/spec.yaml
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format benchmark clean
+.PHONY: install demo test test-fast lint format benchmark benchmark-quick soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ format: install
 
 benchmark: install
 	$(BIN)/python benchmarks/run.py --spec $(SPEC)
+
+benchmark-quick: install
+	$(BIN)/python benchmarks/run.py --spec $(SPEC) --quick
+
+soak: install
+	$(BIN)/python benchmarks/soak.py --spec $(SPEC) --minutes 10 --load 0.7
 
 clean:
 	rm -rf artifacts model_repository/*/ reports build

@@ -43,6 +43,8 @@ def _cells(row: Row) -> list[str]:
     ]
 
 
+HEADLINE_CONCURRENCY = 16
+
 HEADERS = [
     "row",
     "batch",
@@ -65,8 +67,17 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def summary_rows(report: BenchmarkReport) -> list[Row]:
-    """The headline rows for a README: baseline and served at every concurrency, best ORT per variant."""
-    rows = [*report.section("baseline"), *report.section("served")]
+    """The headline rows for a README: each served path at concurrency 16 and at its peak, and the
+    fastest real-mix in-process row of each variant."""
+    rows: list[Row] = []
+    served: tuple[Section, ...] = ("baseline", "served")
+    for section in served:
+        by_name: dict[str, list[Row]] = defaultdict(list)
+        for row in report.section(section):
+            by_name[row.name].append(row)
+        for named in by_name.values():
+            peak = max(named, key=lambda r: r.throughput)
+            rows += [r for r in named if r.concurrency == HEADLINE_CONCURRENCY or r is peak]
     best: dict[str, Row] = {}
     for row in report.section("ort"):
         if row.sequence == "real mix" and (

@@ -107,7 +107,7 @@ class TargetCheck(BaseModel):
 
 
 class SkippedSection(BaseModel):
-    section: Section
+    section: str = Field(description="limits, ort, baseline, served or gpu")
     reason: str
 
 

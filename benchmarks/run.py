@@ -89,9 +89,7 @@ class Sections:
             console.print(f"[red]{name} failed:[/] {reason}")
             if os.environ.get("BENCH_TRACEBACK"):
                 traceback.print_exc()
-            self.result.skipped.append(
-                SkippedSection(section=name if name != "limits" else "ort", reason=reason)
-            )  # type: ignore[arg-type]
+            self.result.skipped.append(SkippedSection(section=name, reason=reason))
         console.print(f"  ({time.perf_counter() - started:.0f} s)")
 
 
@@ -131,6 +129,10 @@ def run_benchmark(
     heldout = Heldout.load(spec, inputs.checkpoint)
     labels = labels_for(spec, Manifest.load(inputs.workdir, spec.name), inputs.checkpoint) or []
     lengths = heldout.lengths()
+    result.notes.append(
+        f"held-out token lengths: mean {sum(lengths) / len(lengths):.1f}, median {sorted(lengths)[len(lengths) // 2]}, "
+        f"max {max(lengths)} ({sum(1 for v in lengths if v == max(lengths))} of {len(lengths)} texts at the max)"
+    )
     _say(
         f"{len(heldout.texts)} held-out texts, {sum(lengths) / len(lengths):.1f} tokens on average "
         f"(min {min(lengths)}, max {max(lengths)}); variants {list(inputs.variants)}"
@@ -241,7 +243,7 @@ def run_benchmark(
 
     result.targets = [
         targets.speedup_target(result.section("baseline"), result.section("served"), cores),
-        *targets.batching_targets(result.section("served"), cores),
+        *targets.batching_targets(result.section("served"), cores, lengths, result.section("ort")),
     ]
     result.machine.load_average_after = os.getloadavg()
     result.wall_s = round(time.perf_counter() - started, 1)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from google.protobuf import text_format
 
 from benchmarks.baseline_server import BaselineServer, BaselineSettings
 from benchmarks.cpu import CpuWindow, Labeller, triton_labeller
@@ -204,18 +203,6 @@ def run_baseline_section(
 # ------------------------------------------------------------------------------------------- triton
 
 
-def strip_dynamic_batching(repository: Path) -> None:
-    """Remove dynamic_batching from every model: Triton then runs each request alone, as it arrives.
-
-    (RepositoryOptions has no switch for it; this edits the benchmark's own generated copy.)
-    """
-    for path in sorted(repository.glob(f"*/{CONFIG_FILE}")):
-        config = read_config(path)
-        if config.HasField("dynamic_batching"):
-            config.ClearField("dynamic_batching")
-            path.write_text(text_format.MessageToString(config), encoding="utf-8")
-
-
 def build_repository(inputs: BenchInputs, config: ServedConfig, root: Path) -> Path:
     from triton_bundle.repository.generate import generate_repository
 
@@ -230,9 +217,8 @@ def build_repository(inputs: BenchInputs, config: ServedConfig, root: Path) -> P
         max_queue_delay_us=config.max_queue_delay_us,
         intra_op_threads=config.threads,
         tokenizer_instances=config.tokenizer_instances,
+        dynamic_batching=config.dynamic_batching,
     )
-    if not config.dynamic_batching:
-        strip_dynamic_batching(repository)
     return repository
 
 

@@ -3,6 +3,7 @@ arithmetic the report relies on. No timing assertions: only that every row is th
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -20,7 +21,9 @@ DEMO_SPEC = ROOT / "examples" / "minilm-intent" / "spec.yaml"
 sys.path.insert(0, str(ROOT))  # benchmarks/ is a script directory, not an installed package
 
 from benchmarks.machine_limits import limit_for, matmul_work  # noqa: E402
+from benchmarks.ort_inprocess import length_groups  # noqa: E402
 from benchmarks.settings import BenchSettingsError, parse_served  # noqa: E402
+from benchmarks.targets import expected_padded_width  # noqa: E402
 
 
 def _attention_like(path: Path, hidden: int = 8, out: int = 4) -> Path:
@@ -64,6 +67,22 @@ def test_served_configs_parse_and_reject_bad_items():
     for bad in ("int4:dyn", "fp32:maybe", "fp32:dyn:two"):
         with pytest.raises(BenchSettingsError):
             parse_served(bad)
+
+
+def test_length_groups_split_off_long_texts_and_keep_every_index():
+    lengths = [12, 128, 15, 14, 128, 11, 13, 16]
+    groups = length_groups(lengths)
+    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
+    assert {1, 4} in [set(group) for group in groups]  # the two long texts run together, alone
+    assert all(lengths[a] <= lengths[b] for group in groups for a, b in itertools.pairwise(group))
+    assert len(length_groups([20] * 8)) == 1  # nothing to gain from splitting equal lengths
+
+
+def test_expected_padded_width_matches_enumeration():
+    lengths = [3, 5, 5, 9]
+    pairs = [max(a, b) for a in lengths for b in lengths]  # batches of 2, drawn with replacement
+    assert expected_padded_width(lengths, 2) == pytest.approx(sum(pairs) / len(pairs))
+    assert expected_padded_width(lengths, 1) == pytest.approx(sum(lengths) / len(lengths))
 
 
 @pytest.mark.slow

@@ -31,8 +31,18 @@ def _base(name: str, options: RepositoryOptions) -> mc.ModelConfig:
 
 
 def _batching(config: mc.ModelConfig, options: RepositoryOptions, preferred: Sequence[int] = ()) -> None:
+    """The model's dynamic batcher: waits up to max_queue_delay_us to fill a batch."""
+    if not options.dynamic_batching:
+        return
     config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
     config.dynamic_batching.preferred_batch_size.extend(preferred)
+
+
+def _helper_batching(config: mc.ModelConfig, options: RepositoryOptions) -> None:
+    """Tokenizer / pre- / postprocess steps cost far less than the model: waiting to fill their batches
+    only adds latency, while under load requests still queue up behind a busy step and batch anyway."""
+    if options.dynamic_batching:
+        config.dynamic_batching.max_queue_delay_microseconds = options.helper_queue_delay_us
 
 
 def _io(
@@ -82,7 +92,7 @@ def tokenizer_config(name: str, options: RepositoryOptions, settings: TokenizerS
     dtype = "int32" if id_type == {mc.TYPE_INT32} else "int64"
     for tensor in settings.outputs:
         config.output.add(name=tensor.name, data_type=tensor.data_type, dims=[-1])
-    _batching(config, options)
+    _helper_batching(config, options)
     _cpu_instances(config, options.tokenizer_instances)
     _param(config, "tokenizer_file", "tokenizer.json")
     _param(config, "max_length", settings.max_length)
@@ -107,7 +117,7 @@ def image_preprocess_config(
     config.backend = PYTHON_BACKEND
     config.input.add(name=contract.IMAGE_INPUT, data_type=mc.TYPE_STRING, dims=[1])
     _io([pixels], config.output)
-    _batching(config, options)
+    _helper_batching(config, options)
     _cpu_instances(config, options.tokenizer_instances)
     _, _, height, width = pixels.dims
     _param(config, "height", height)
@@ -130,7 +140,7 @@ def classification_postprocess_config(
     config.output.add(name=contract.LABELS_OUTPUT, data_type=mc.TYPE_STRING, dims=[top_k])
     config.output.add(name=contract.SCORES_OUTPUT, data_type=mc.TYPE_FP32, dims=[top_k])
     config.output.add(name=contract.PROBABILITIES_OUTPUT, data_type=mc.TYPE_FP32, dims=[num_labels])
-    _batching(config, options)
+    _helper_batching(config, options)
     _cpu_instances(config, 1)
     _param(config, "labels_file", LABELS_FILE)
     _param(config, "input_name", logits.name)
@@ -147,7 +157,7 @@ def embedding_postprocess_config(
     if mask is not None:
         _io([mask], config.input, ragged=True)
     config.output.add(name=contract.EMBEDDING_OUTPUT, data_type=mc.TYPE_FP32, dims=[embedding.dims[-1]])
-    _batching(config, options)
+    _helper_batching(config, options)
     _cpu_instances(config, 1)
     _param(config, "input_name", embedding.name)
     _param(config, "mask_name", mask.name if mask is not None else "")

@@ -23,6 +23,10 @@ class RepositoryOptions(BaseModel):
     target: Target = "local"
     max_batch_size: Annotated[int, Field(ge=1)] = 32
     max_queue_delay_us: Annotated[int, Field(ge=0)] = 2000
+    dynamic_batching: bool = Field(True, description="off: every request runs alone (benchmark baseline)")
+    helper_queue_delay_us: Annotated[int, Field(ge=0)] = Field(
+        0, description="queue delay of the tokenizer / pre- / postprocess steps"
+    )
     instances: Annotated[int, Field(ge=1)] = 1
     variants: list[Variant] = Field(
         default_factory=lambda: ["fp32"],
