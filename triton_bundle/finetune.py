@@ -98,12 +98,17 @@ def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneRes
     heldout = load_texts(spec.resolve(spec.data.eval), spec.data.text_field, spec.data.label_field)
     labels = _label_order(spec, train)
     base = resolve_base_model(cfg.base_model, spec.base_dir)
+    # The base checkpoint is as untrusted as any source: pickled weights only when the spec allows them.
+    from triton_bundle.export.loaders import check_model_files
+
+    check_model_files(base, spec.source.allow_pickle)
 
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForSequenceClassification.from_pretrained(
         base,
+        use_safetensors=None if spec.source.allow_pickle else True,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from pydantic import BaseModel
 
 from triton_bundle.atomic import atomic_path, write_text_atomic
+from triton_bundle.loadtest.incidents import Incident, find_incidents, what_happened
 from triton_bundle.loadtest.results import TimelinePoint, percentile, timeline_points
 from triton_bundle.loadtest.runner import LoadtestResult
 
@@ -26,6 +27,7 @@ class LoadtestReport(BaseModel):
     failed_slos: list[str]
     result: LoadtestResult
     timeline: list[TimelinePoint]
+    incidents: list[Incident] = []
 
 
 def write_report(result: LoadtestResult, out_dir: Path) -> dict[str, Path]:
@@ -45,6 +47,7 @@ def write_report(result: LoadtestResult, out_dir: Path) -> dict[str, Path]:
         failed_slos=[c.name for c in result.gate.failed],
         result=result,
         timeline=points,
+        incidents=find_incidents(result.client),
     )
     # Written last: a report.json on disk means the run's other files are complete.
     write_text_atomic(artifacts["report_json"], report.model_dump_json(indent=2))
@@ -87,6 +90,9 @@ def markdown_summary(result: LoadtestResult, out_dir: Path) -> str:
             f"- text length (chars): p50 {lp.chars_p50:.0f}, p90 {lp.chars_p90:.0f}, p99 {lp.chars_p99:.0f}, "
             f"max {lp.chars_max}"
         )
+    happened = what_happened(c, s)
+    if happened:
+        lines += ["", "## What happened", "", *happened]
     lines += [
         "",
         "## Client side (Locust)",

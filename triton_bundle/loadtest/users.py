@@ -20,6 +20,9 @@ from triton_bundle.loadtest.shapes import per_user_rate
 from triton_bundle.loadtest.workload import InputArray
 
 _IDLE_WHEN_CAPPED_S = 0.25
+# A server that is down refuses connections in microseconds: without a pause each user would spin,
+# burning the load generator's CPU and flooding the run with failures that say nothing new.
+_PAUSE_WHEN_UNREACHABLE_S = 0.5
 
 
 class ResponseCheckError(Exception):
@@ -84,6 +87,8 @@ class TritonUser(User):
             exception=exception,
             context={"batch_size": settings.request_batch_size},
         )
+        if exception is not None and _server_unreachable(exception):
+            gevent.sleep(_PAUSE_WHEN_UNREACHABLE_S)
 
     def _check(self, result: Any, batch_size: int) -> int:
         """Every requested output is present with the request's batch size; returns the bytes received."""
@@ -105,6 +110,13 @@ class TritonUser(User):
 
     def _infer(self, inputs: list[InputArray]) -> Any:
         raise NotImplementedError
+
+
+def _server_unreachable(exc: Exception) -> bool:
+    """Connection refused / reset / closed, gRPC UNAVAILABLE, HTTP 502-504: the server, not the request."""
+    from triton_bundle.client.retry import Failure, classify_failure
+
+    return classify_failure(exc) is Failure.RETRYABLE
 
 
 class TritonHttpUser(TritonUser):

@@ -26,10 +26,14 @@ from pydantic import ValidationError
 
 from triton_bundle.engine.manifest import EngineManifest
 from triton_bundle.errors import BundleError
+from triton_bundle.manifest import sha256_file
 
 # engine.json, or engine_<suffix>.json when one version holds plans for several compute capabilities
 # (Triton's cc_model_filenames picks the one matching the GPU).
 ENGINE_MANIFEST_GLOB = "engine*.json"
+# The repository generator names each manifest after its plan: model.plan -> model.engine.json,
+# model_sm90.plan -> model_sm90.engine.json (the JSON inside keeps the build's engine_file).
+PLAN_MANIFEST_SUFFIX = ".engine.json"
 REBUILD_HINT = (
     "rebuild the engines on this GPU type with the build image of the same release:\n"
     "    docker compose -f docker/compose.yaml --profile build run --rm build-engines\n"
@@ -227,9 +231,15 @@ def check_engine(
             f"built by {manifest.builder!r}, not datacenter TensorRT: Triton's tensorrt backend cannot "
             "load it (TensorRT-RTX builds are an ahead-of-time check only)"
         )
-    plan = manifest_path.parent / manifest.engine_file
+    plan = plan_path(manifest_path, manifest)
     if not plan.is_file():
         problems.append(f"the plan file {plan.name} it describes is missing beside it")
+    elif manifest.engine_sha256 and sha256_file(plan) != manifest.engine_sha256:
+        # Triton would fail deep inside deserialisation; say which file is damaged instead.
+        problems.append(
+            f"the plan file {plan} ({plan.stat().st_size} bytes) is corrupt or truncated: its sha256 differs "
+            "from the one recorded when it was built"
+        )
     trt = tensorrt_problem(
         manifest.tensorrt_version,
         runtime.tensorrt_version,
@@ -264,8 +274,21 @@ def check_engine(
 
 
 def find_engine_manifests(repository: Path) -> list[Path]:
-    """Every `<model>/<version>/engine*.json` in a Triton model repository, sorted."""
-    return sorted(p for p in Path(repository).glob(f"*/*/{ENGINE_MANIFEST_GLOB}") if p.is_file())
+    """Every `<model>/<version>/engine*.json` or `*.engine.json` in a Triton model repository, sorted."""
+    found = {
+        p
+        for pattern in (ENGINE_MANIFEST_GLOB, f"*{PLAN_MANIFEST_SUFFIX}")
+        for p in Path(repository).glob(f"*/*/{pattern}")
+        if p.is_file()
+    }
+    return sorted(found)
+
+
+def plan_path(manifest_path: Path, manifest: EngineManifest) -> Path:
+    """The plan a manifest describes: `<stem>.plan` beside `<stem>.engine.json`, else its engine_file."""
+    if manifest_path.name.endswith(PLAN_MANIFEST_SUFFIX):
+        return manifest_path.with_name(manifest_path.name.removesuffix(PLAN_MANIFEST_SUFFIX) + ".plan")
+    return manifest_path.parent / manifest.engine_file
 
 
 def _read_manifest(path: Path) -> tuple[EngineManifest | None, str | None]:
