@@ -28,7 +28,8 @@ class TextDataset:
         return sorted({label for label in self.labels if label is not None})
 
 
-def _rows(path: Path) -> list[dict[str, object]]:
+def read_rows(path: Path) -> list[dict[str, object]]:
+    """Rows of a .jsonl / .csv / .txt data file (a .txt line is one {"text": line} row)."""
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson"}:
         rows = []
@@ -57,7 +58,7 @@ def load_texts(path: Path | None, text_field: str = "text", label_field: str | N
         raise DataError(f"data file not found: {path}")
     texts: list[str] = []
     labels: list[str | None] = []
-    for number, row in enumerate(_rows(path), start=1):
+    for number, row in enumerate(read_rows(path), start=1):
         if not isinstance(row, dict) or text_field not in row:
             raise DataError(f"{path}: row {number} has no '{text_field}' field (data.text_field in the spec)")
         texts.append(str(row[text_field]))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from triton_bundle.data import DataError, read_rows
 from triton_bundle.export.errors import ExportDataError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -28,24 +27,15 @@ def _from_directory(root: Path) -> ImageDataset:
     return ImageDataset(paths=paths, labels=labels, source=root)
 
 
-def _rows(path: Path) -> list[object]:
-    suffix = path.suffix.lower()
-    if suffix in {".jsonl", ".ndjson"}:
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ExportDataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        return rows
-    if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-    raise ExportDataError(
-        f"{path}: unsupported image list '{suffix}' (expected .jsonl or .csv, or a directory)"
-    )
+def _rows(path: Path) -> list[dict[str, object]]:
+    if path.suffix.lower() not in {".jsonl", ".ndjson", ".csv"}:
+        raise ExportDataError(
+            f"{path}: unsupported image list '{path.suffix.lower()}' (expected .jsonl or .csv, or a directory)"
+        )
+    try:
+        return read_rows(path)
+    except DataError as exc:
+        raise ExportDataError(str(exc)) from None
 
 
 def _from_rows(path: Path, image_field: str, label_field: str | None) -> ImageDataset:
