@@ -162,7 +162,7 @@ def _status(url: str, method: str = "GET", headers: dict[str, str] | None = None
 
 
 @pytest.mark.slow
-def test_real_triton_enforces_the_entrypoint_flags(tmp_path: Path) -> None:
+def test_real_triton_enforces_the_entrypoint_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("pytriton", reason="the local Triton comes from nvidia-pytriton")
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
@@ -200,6 +200,25 @@ def test_real_triton_enforces_the_entrypoint_flags(tmp_path: Path) -> None:
             assert list(index.models) == []
         finally:
             client.close()
+
+        # The bundle's own client and load-test scraper send the key from the environment (a secret).
+        from triton_bundle.client import TritonClient
+        from triton_bundle.client.errors import ClientError
+        from triton_bundle.loadtest.metrics_scraper import _get
+
+        for url, protocol in ((server.http_url, "http"), (server.grpc_url, "grpc")):
+            monkeypatch.delenv("TRITON_ADMIN_KEY", raising=False)
+            with TritonClient(url, protocol) as bundle_client, pytest.raises(ClientError):
+                bundle_client.statistics()
+            key_file = tmp_path / "admin-key"
+            key_file.write_text("k3y-for-test\n")
+            monkeypatch.setenv("TRITON_ADMIN_KEY_FILE", str(key_file))
+            with TritonClient(url, protocol) as bundle_client:
+                assert bundle_client.statistics() == []  # allowed: no models in this repository
+                assert bundle_client.list_models() == []
+            monkeypatch.delenv("TRITON_ADMIN_KEY_FILE")
+        monkeypatch.setenv("TRITON_ADMIN_KEY", "k3y-for-test")
+        assert b"model_stats" in _get(f"{base}/v2/models/stats")
 
 
 # ------------------------------------------------------------------------------ build-engines

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from triton_bundle.admin_key import admin_headers
 from triton_bundle.client.connection import Endpoint
 
 
@@ -84,6 +85,18 @@ def _unwrap(protocol: str, payload: Any, key: str) -> Any:
     return payload
 
 
+def _call_kwargs(grpc: bool, timeout_s: float, protocol: str, as_json: bool, admin: bool) -> dict[str, Any]:
+    """tritonclient keyword arguments: gRPC timeout / JSON answers, and the admin key for restricted APIs."""
+    kw: dict[str, Any] = {}
+    if grpc:
+        kw["client_timeout"] = timeout_s
+        if as_json:
+            kw["as_json"] = True
+    if admin and (headers := admin_headers(protocol)):
+        kw["headers"] = headers
+    return kw
+
+
 class SyncTransport:
     """Blocking calls over one tritonclient connection. Not thread-safe (tritonclient's HTTP client
     is not): give each thread its own."""
@@ -103,13 +116,8 @@ class SyncTransport:
                 network_timeout=timeout_s,
             )
 
-    def _kw(self, as_json: bool = False) -> dict[str, Any]:
-        if not self._grpc:
-            return {}
-        kw: dict[str, Any] = {"client_timeout": self.timeout_s}
-        if as_json:
-            kw["as_json"] = True
-        return kw
+    def _kw(self, as_json: bool = False, admin: bool = False) -> dict[str, Any]:
+        return _call_kwargs(self._grpc, self.timeout_s, self.endpoint.protocol, as_json, admin)
 
     def is_live(self) -> bool:
         return bool(self._client.is_server_live(**self._kw()))
@@ -122,7 +130,9 @@ class SyncTransport:
 
     def repository_index(self) -> list[dict[str, Any]]:
         return _unwrap(
-            self.endpoint.protocol, self._client.get_model_repository_index(**self._kw(True)), "models"
+            self.endpoint.protocol,
+            self._client.get_model_repository_index(**self._kw(True, admin=True)),
+            "models",
         )
 
     def model_metadata(self, model: str, version: str = "") -> dict[str, Any]:
@@ -134,19 +144,19 @@ class SyncTransport:
         )
 
     def statistics(self, model: str = "", version: str = "") -> dict[str, Any]:
-        return self._client.get_inference_statistics(model, version, **self._kw(True))
+        return self._client.get_inference_statistics(model, version, **self._kw(True, admin=True))
 
     def load_model(self, model: str) -> None:
-        self._client.load_model(model, **self._kw())
+        self._client.load_model(model, **self._kw(admin=True))
 
     def unload_model(self, model: str) -> None:
-        self._client.unload_model(model, **self._kw())
+        self._client.unload_model(model, **self._kw(admin=True))
 
     def register_system_shm(self, region: str, key: str, byte_size: int) -> None:
-        self._client.register_system_shared_memory(region, key, byte_size, **self._kw())
+        self._client.register_system_shared_memory(region, key, byte_size, **self._kw(admin=True))
 
     def unregister_system_shm(self, region: str) -> None:
-        self._client.unregister_system_shared_memory(region, **self._kw())
+        self._client.unregister_system_shared_memory(region, **self._kw(admin=True))
 
     def infer(
         self, model: str, payloads: list[TensorPayload], output_names: list[str], version: str = ""
@@ -178,13 +188,8 @@ class AsyncTransport:
                 endpoint.address, ssl=endpoint.ssl, conn_limit=connection_limit, conn_timeout=timeout_s
             )
 
-    def _kw(self, as_json: bool = False) -> dict[str, Any]:
-        if not self._grpc:
-            return {}
-        kw: dict[str, Any] = {"client_timeout": self.timeout_s}
-        if as_json:
-            kw["as_json"] = True
-        return kw
+    def _kw(self, as_json: bool = False, admin: bool = False) -> dict[str, Any]:
+        return _call_kwargs(self._grpc, self.timeout_s, self.endpoint.protocol, as_json, admin)
 
     async def is_live(self) -> bool:
         return bool(await self._client.is_server_live(**self._kw()))
@@ -197,7 +202,9 @@ class AsyncTransport:
 
     async def repository_index(self) -> list[dict[str, Any]]:
         return _unwrap(
-            self.endpoint.protocol, await self._client.get_model_repository_index(**self._kw(True)), "models"
+            self.endpoint.protocol,
+            await self._client.get_model_repository_index(**self._kw(True, admin=True)),
+            "models",
         )
 
     async def model_metadata(self, model: str, version: str = "") -> dict[str, Any]:
@@ -211,19 +218,19 @@ class AsyncTransport:
         )
 
     async def statistics(self, model: str = "", version: str = "") -> dict[str, Any]:
-        return await self._client.get_inference_statistics(model, version, **self._kw(True))
+        return await self._client.get_inference_statistics(model, version, **self._kw(True, admin=True))
 
     async def load_model(self, model: str) -> None:
-        await self._client.load_model(model, **self._kw())
+        await self._client.load_model(model, **self._kw(admin=True))
 
     async def unload_model(self, model: str) -> None:
-        await self._client.unload_model(model, **self._kw())
+        await self._client.unload_model(model, **self._kw(admin=True))
 
     async def register_system_shm(self, region: str, key: str, byte_size: int) -> None:
-        await self._client.register_system_shared_memory(region, key, byte_size, **self._kw())
+        await self._client.register_system_shared_memory(region, key, byte_size, **self._kw(admin=True))
 
     async def unregister_system_shm(self, region: str) -> None:
-        await self._client.unregister_system_shared_memory(region, **self._kw())
+        await self._client.unregister_system_shared_memory(region, **self._kw(admin=True))
 
     async def infer(
         self, model: str, payloads: list[TensorPayload], output_names: list[str], version: str = ""

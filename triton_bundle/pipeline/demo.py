@@ -106,6 +106,8 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
         console.print(
             f"{tuned.train_examples} examples, {tuned.seconds:.0f}s, held-out accuracy {tuned.eval_accuracy:.3f}"
         )
+    else:
+        console.print(f"skipped: the spec serves its own checkpoint ({spec.resolve(spec.source.path)})")
 
     _step(2, "export to ONNX + parity with PyTorch")
     exported = export_model(spec, workdir, force=True)
@@ -121,7 +123,7 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
     console.print(f"{repository} ({', '.join(sorted(p.name for p in repository.iterdir() if p.is_dir()))})")
 
     heldout = load_texts(spec.resolve(spec.data.eval), spec.data.text_field, spec.data.label_field)
-    checkpoint = Manifest.load(workdir, spec.name).require("export", "").artifact("checkpoint")
+    checkpoint = Manifest.load(workdir, spec.name).require("export", "triton-bundle export SPEC").artifact("checkpoint")
     reference = pytorch_labels(checkpoint, heldout.texts, spec.shapes.sequence.max)
 
     _step(4, "local Triton + classify held-out sentences over HTTP and gRPC")
