@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triton_bundle.errors import BundleError
+from triton_bundle.processes import stop_process_group
 from triton_bundle.serving.local_triton import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,14 +180,7 @@ class BaselineServer:
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=20)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=5)
+            stop_process_group(process, grace_s=20, whole_group=True)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -8,7 +8,6 @@ cap, and a wall-clock limit after which the runner kills Locust's whole process 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -29,6 +28,7 @@ from triton_bundle.loadtest.results import LocustSummary
 from triton_bundle.loadtest.settings import CONFIG_ENV, LoadSettings
 from triton_bundle.loadtest.slo import GateResult, evaluate
 from triton_bundle.loadtest.workload import LengthProfile, Workload
+from triton_bundle.processes import stop_process_group
 from triton_bundle.spec import SLOSpec
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -158,14 +158,7 @@ def _kill_group(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None
     """SIGINT Locust (it stops its workers and writes its reports), then SIGKILL its whole group."""
     # Only the master is signalled: it must outlive its workers to collect their last reports. SIGINT,
     # not SIGTERM: Locust installs its SIGTERM handler only after a shape run ends.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        process.send_signal(signal.SIGINT)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace_s)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
+    stop_process_group(process, first_signal=signal.SIGINT, grace_s=grace_s)
 
 
 def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:

@@ -123,7 +123,11 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
     console.print(f"{repository} ({', '.join(sorted(p.name for p in repository.iterdir() if p.is_dir()))})")
 
     heldout = load_texts(spec.resolve(spec.data.eval), spec.data.text_field, spec.data.label_field)
-    checkpoint = Manifest.load(workdir, spec.name).require("export", "triton-bundle export SPEC").artifact("checkpoint")
+    checkpoint = (
+        Manifest.load(workdir, spec.name)
+        .require("export", "triton-bundle export SPEC")
+        .artifact("checkpoint")
+    )
     reference = pytorch_labels(checkpoint, heldout.texts, spec.shapes.sequence.max)
 
     _step(4, "local Triton + classify held-out sentences over HTTP and gRPC")

@@ -19,7 +19,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 from triton_bundle.errors import BundleError
+from triton_bundle.processes import stop_process_group
 
 PYTRITON_PIN = "nvidia-pytriton==0.7.0"
 _LOG_TAIL_LINES = 40
@@ -465,16 +465,8 @@ class LocalTriton:
         """SIGTERM, wait up to stop_timeout_s, then SIGKILL the process group; idempotent."""
         process, self._process = self._process, None
         if process is not None:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=self.config.stop_timeout_s)
-            # Stubs left behind by a crash or a hung exit die with the group (pgid == our child's PID).
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
+            # Python-backend stubs left behind by a crash or a hung exit die with the group.
+            stop_process_group(process, grace_s=self.config.stop_timeout_s, kill_wait_s=10)
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None
