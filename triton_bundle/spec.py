@@ -249,7 +249,9 @@ class GenerationSpec(_Strict):
     @model_validator(mode="after")
     def _fits(self) -> GenerationSpec:
         if self.max_new_tokens >= self.max_context:
-            raise ValueError(f"max_new_tokens {self.max_new_tokens} must be below max_context {self.max_context}")
+            raise ValueError(
+                f"max_new_tokens {self.max_new_tokens} must be below max_context {self.max_context}"
+            )
         return self
 
 
