@@ -109,8 +109,13 @@ def _grpc_inputs(request: GenerationRequest, stream: bool, module) -> list:
     return inputs
 
 
+# The decoder model starts a refused request's message with this (gRPC stream errors carry no code).
+INVALID_PREFIX = "invalid request: "
+
+
 def _error(message: str, status: int | str | None = None) -> ClientError:
-    if status in (400, "StatusCode.INVALID_ARGUMENT") or "INVALID_ARG" in str(status):
+    invalid = message.startswith(INVALID_PREFIX) or status == 400 or "INVALID_ARG" in str(status)
+    if invalid:
         return InvalidInputError(f"the server refused the request: {message}")
     return ServerRejectedError(f"generation failed: {message}", str(status) if status else None)
 
@@ -192,7 +197,7 @@ class TextGenerator:
                 if payload is None:
                     continue
                 if "error" in payload:
-                    raise _error(payload["error"], 400 if "INVALID" in payload["error"].upper() else None)
+                    raise _error(payload["error"])
                 if "text_output" in payload:
                     yield TokenChunk(payload["text_output"], index, time.perf_counter() - started)
                     index += 1

@@ -34,6 +34,9 @@ FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 MAX_TEMPERATURE = 100.0
 
 
+INVALID_PREFIX = "invalid request: "  # gRPC streams carry no status code: clients match this prefix
+
+
 class RequestError(ValueError):
     """What is wrong with one request; it becomes that request's INVALID_ARG (400) error."""
 
@@ -353,7 +356,7 @@ class TritonPythonModel:
                 self.scheduler.submit(self._sequence(request))
             except (RequestError, ValueError, TypeError) as exc:
                 sender = request.get_response_sender()
-                sender.send(_error_response(str(exc)), flags=FINAL)
+                sender.send(_error_response(INVALID_PREFIX + str(exc)), flags=FINAL)
         return None
 
     def finalize(self) -> None:
