@@ -104,3 +104,51 @@ def test_onnx_greedy_equals_generate_on_heldout_prompts(textgen_workdir):
             eos_token_id=tokenizer.eos_token_id,
         )
         assert tokens == ref[0, len(prompt) :].tolist()
+
+
+class _MaskFromTransformers(DecoderWithPast):
+    """The trap: hand transformers the 2-D mask and let it build the causal mask while being traced."""
+
+    def forward(self, input_ids, attention_mask, position_ids, *past):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(
+            ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(self.shape.layers)]
+        )
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=True,
+        )
+        return (out.logits, *[t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)])
+
+
+def test_parity_cases_catch_a_mask_frozen_at_the_traced_shape(textgen_workdir, tmp_path):
+    """The shape cases are what makes the check real: a naive export passes at its traced shape only."""
+    import onnxruntime as ort
+
+    from triton_bundle.export.decoder_parity import build_cases, compare_cases
+    from triton_bundle.export.onnx_export import export_module
+
+    spec, workdir = textgen_workdir
+    model, tokenizer = load_decoder(Manifest.load(workdir, spec.name).stages["export"].artifact("checkpoint"))
+    naive = _MaskFromTransformers(model).eval()
+    tokens = [tokenizer(t)["input_ids"] for t in heldout(spec).texts]
+    cases = build_cases(naive, tokens, 3, tokenizer.pad_token_id)
+    traced = cases[-1]
+    export_module(
+        naive,
+        {k: torch.from_numpy(v) for k, v in traced.feeds.items()},
+        tmp_path / "naive.onnx",
+        naive.shape.output_names,
+        naive.shape.axes(),
+        fallback=False,
+    )
+    rows = compare_cases(
+        naive, ort.InferenceSession(str(tmp_path / "naive.onnx")), cases, spec.export.tolerances.max_abs
+    )
+    at_trace = [r for r in rows if r.case.startswith(traced.name)]
+    assert all(r.within_tolerance for r in at_trace)
+    assert not all(r.within_tolerance for r in rows)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -82,7 +81,18 @@ def test_async_grpc_and_http_streams(textgen_server):
 
 
 def test_request_arriving_mid_decode_joins_and_finishes_first(textgen_server):
-    """In-flight batching: a short request sent while a long one decodes finishes before it."""
+    """In-flight batching: a short request sent while a long one decodes finishes before it.
+
+    Both go over one gRPC stream; the short one is sent from the response callback as soon as the long
+    one's second token arrives, so it reaches the server while the long one still has most of its
+    tokens to go (a client connecting afresh could take longer than the tiny model's whole decode).
+    """
+    import queue
+
+    import tritonclient.grpc as grpcclient
+
+    from triton_bundle.client.generation import GenerationRequest, _grpc_inputs
+
     spec, workdir, server = textgen_server
     long_tokens = spec.generation.max_new_tokens
     prompts = heldout(spec).prompts
@@ -92,23 +102,38 @@ def test_request_arriving_mid_decode_joins_and_finishes_first(textgen_server):
         for p, (tokens, _) in zip(prompts, _reference(spec, workdir, prompts, long_tokens), strict=True)
         if len(tokens) == long_tokens
     )
-    client = TextGenerator(f"grpc://{server.grpc_url}")
-    events: list[str] = []
-    started = threading.Event()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    events: queue.Queue = queue.Queue()
+    counts = {"long": 0, "short": 0}
 
-    def long_request():
-        for chunk in client.stream(spec.name, long_prompt, long_tokens):
-            if chunk.index == 1:
-                started.set()
-        events.append("long")
+    def on_response(result, error):
+        if error is not None:
+            events.put(("error", str(error)))
+            return
+        response = result.get_response()
+        if response.outputs:
+            counts[response.id] += 1
+        if counts["long"] == 2 and response.id == "long" and response.outputs:
+            client.async_stream_infer(
+                spec.name, short_inputs, request_id="short", enable_empty_final_response=True
+            )
+        if response.parameters["triton_final_response"].bool_param:
+            events.put((response.id, counts[response.id]))
 
-    thread = threading.Thread(target=long_request)
-    thread.start()
-    assert started.wait(120)
-    short = client.generate(spec.name, prompts[2], 2)
-    events.append("short")
-    thread.join(120)
-    assert events == ["short", "long"] and short.text is not None
+    short_inputs = _grpc_inputs(GenerationRequest(prompts[2], 2), True, grpcclient)
+    client.start_stream(callback=on_response)
+    try:
+        client.async_stream_infer(
+            spec.name,
+            _grpc_inputs(GenerationRequest(long_prompt, long_tokens), True, grpcclient),
+            request_id="long",
+            enable_empty_final_response=True,
+        )
+        finished = [events.get(timeout=120), events.get(timeout=120)]
+    finally:
+        client.stop_stream()
+        client.close()
+    assert finished == [("short", 2), ("long", long_tokens)]
 
 
 @pytest.mark.parametrize(
