@@ -177,3 +177,29 @@ def test_sampling_is_seeded_and_stop_strings_cut(textgen_server):
         stop = full.strip()[1:3]
         cut = client.generate(spec.name, prompt, 12, stop=(stop,)).text
         assert stop not in cut and full.startswith(cut)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_generate_cli_streams_then_prints_timings(textgen_server, protocol):
+    import re
+
+    from typer.testing import CliRunner
+
+    from triton_bundle.cli import app
+
+    spec, _, server = textgen_server
+    url = server.http_url if protocol == "http" else server.grpc_url
+    prompt = heldout(spec).prompts[4]
+    result = CliRunner().invoke(
+        app,
+        ["generate", prompt, "--max-tokens", "10", "--stream", "-m", spec.name, "-u", f"{protocol}://{url}"],
+    )
+    assert result.exit_code == 0, result.output
+    text, last = result.output.rstrip("\n").rsplit("\n", 1)
+    match = re.fullmatch(r"\[TTFT (\d+) ms \| ([\d.]+) tokens/s \| (\d+) tokens\]", last)
+    assert match and 1 <= int(match.group(3)) <= 10
+    assert text == TextGenerator(f"{protocol}://{url}").generate(spec.name, prompt, 10).text
+    bad = CliRunner().invoke(
+        app, ["generate", "", "--max-tokens", "4", "-m", spec.name, "-u", f"{protocol}://{url}"]
+    )
+    assert bad.exit_code == 2 and "text_input is empty" in bad.output
