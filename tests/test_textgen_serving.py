@@ -33,6 +33,14 @@ def _reference(spec, workdir, prompts, new_tokens=NEW_TOKENS):
     return out
 
 
+def _full_length_prompt(spec, workdir, new_tokens):
+    """The first held-out prompt whose greedy continuation does not stop early."""
+    for prompt in heldout(spec).prompts:
+        if len(_reference(spec, workdir, [prompt], new_tokens)[0][0]) == new_tokens:
+            return prompt
+    pytest.fail(f"every held-out prompt hits end-of-text within {new_tokens} greedy tokens")
+
+
 def test_served_greedy_equals_pytorch_under_concurrency(textgen_server):
     """Prompts sent at once share the in-flight batch (ragged caches); each must equal generate()."""
     spec, workdir, server = textgen_server
@@ -65,8 +73,8 @@ def test_http_generate_and_sse_stream_agree(textgen_server):
 
 
 def test_async_grpc_and_http_streams(textgen_server):
-    spec, _, server = textgen_server
-    prompt = heldout(spec).prompts[1]
+    spec, workdir, server = textgen_server
+    prompt = _full_length_prompt(spec, workdir, 8)
 
     async def run(url):
         client = AsyncTextGenerator(url)
@@ -74,7 +82,7 @@ def test_async_grpc_and_http_streams(textgen_server):
 
     grpc_text = asyncio.run(run(f"grpc://{server.grpc_url}"))
     http_text = asyncio.run(run(f"http://{server.http_url}"))
-    assert grpc_text == http_text and grpc_text
+    assert grpc_text == http_text and len(grpc_text) == 8
     assert (
         "".join(grpc_text) == TextGenerator(f"grpc://{server.grpc_url}").generate(spec.name, prompt, 8).text
     )
@@ -96,12 +104,7 @@ def test_request_arriving_mid_decode_joins_and_finishes_first(textgen_server):
     spec, workdir, server = textgen_server
     long_tokens = spec.generation.max_new_tokens
     prompts = heldout(spec).prompts
-    # A prompt whose greedy continuation does not end early, so the long request really is long.
-    long_prompt = next(
-        p
-        for p, (tokens, _) in zip(prompts, _reference(spec, workdir, prompts, long_tokens), strict=True)
-        if len(tokens) == long_tokens
-    )
+    long_prompt = _full_length_prompt(spec, workdir, long_tokens)  # the long request really is long
     client = grpcclient.InferenceServerClient(server.grpc_url)
     events: queue.Queue = queue.Queue()
     counts = {"long": 0, "short": 0}
@@ -202,4 +205,5 @@ def test_generate_cli_streams_then_prints_timings(textgen_server, protocol):
     bad = CliRunner().invoke(
         app, ["generate", "", "--max-tokens", "4", "-m", spec.name, "-u", f"{protocol}://{url}"]
     )
-    assert bad.exit_code == 2 and "text_input is empty" in bad.output
+    # The console script turns this BundleError into one red line and exit status 2.
+    assert isinstance(bad.exception, InvalidInputError) and "text_input is empty" in str(bad.exception)
