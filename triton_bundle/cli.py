@@ -20,6 +20,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Click's plain help for every command and sub-group (they inherit it): rich's option table squeezes
+    # five columns into 80 and cuts option names ("--max-queue-dela…") and swallows "[default: ...]" in
+    # help text as markup; click's layout wraps help text and never shortens an option name.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
 register_all(app)
 
