@@ -3,6 +3,7 @@ a console table."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from benchmarks.results import BenchmarkReport, Row, Section
 from triton_bundle.atomic import write_text_atomic
+from triton_bundle.plotting import fit_axis
 
 SECTION_TITLES: dict[Section, str] = {
     "baseline": "Baseline: PyTorch eager behind Flask + gunicorn (HTTP, closed loop)",
@@ -210,6 +212,11 @@ def write_plots(report: BenchmarkReport, directory: Path) -> list[Path]:
             right.plot(
                 [r.throughput for r in rows], [r.latency.p95_ms for r in rows], style, marker="o", label=name
             )
+            for r in rows:  # the line joins concurrency levels in order: say which point is which
+                right.annotate(
+                    f"c{r.concurrency}", (r.throughput, r.latency.p95_ms), fontsize=6, alpha=0.7,
+                    xytext=(3, 3), textcoords="offset points",
+                )  # fmt: skip
         left.set(
             xlabel="concurrency (closed loop)",
             ylabel="requests / s",
@@ -218,6 +225,7 @@ def write_plots(report: BenchmarkReport, directory: Path) -> list[Path]:
             xticks=sorted({r.concurrency or 1 for r in served}),
         )
         left.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        fit_axis(left, [r.throughput for r in served])  # from zero: a cut axis exaggerates the gaps
         right.set(
             xlabel="requests / s", ylabel="p95 latency (ms)", title="p95 latency vs throughput", yscale="log"
         )
@@ -243,11 +251,17 @@ def write_plots(report: BenchmarkReport, directory: Path) -> list[Path]:
                             for r in ort
                             if r.variant == variant and r.batch_size == b and r.sequence == sequence
                         ),
-                        0.0,
+                        None,
                     )
                     for b in batches
                 ]
-                ax.bar([x + i * width for x in range(len(batches))], values, width, label=variant)
+                xs = [x + i * width for x in range(len(batches))]
+                ax.bar(xs, [math.nan if v is None else v for v in values], width, label=variant)
+                for x, v in zip(xs, values, strict=True):
+                    if v is None:  # a row that was not run is not a zero throughput
+                        ax.text(
+                            x, 0, "not run", rotation=90, ha="center", va="bottom", fontsize=7, color="grey"
+                        )
             ax.set_xticks(
                 [x + width * (len(variants) - 1) / 2 for x in range(len(batches))],
                 [f"batch {b}" for b in batches],
@@ -269,6 +283,7 @@ def write_plots(report: BenchmarkReport, directory: Path) -> list[Path]:
             values = [r.cpu.per_request_ms.get(label, 0.0) for r in rows]  # type: ignore[union-attr]
             ax.barh([r.name for r in rows], values, left=left, label=label)
             left = [a + b for a, b in zip(left, values, strict=True)]
+        fit_axis(ax, left, axis="x")  # zero-width segments' sticky edges would end the axis flush on a bar
         ax.set(xlabel="CPU ms per request", title=f"Where the CPU goes at concurrency {top}")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
