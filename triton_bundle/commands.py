@@ -9,6 +9,7 @@ def register_all(app: typer.Typer) -> None:
     # Stage CLI modules import their heavy dependencies (torch, onnx, tritonclient) lazily, inside the
     # commands, so `triton-bundle --help` stays fast.
     from triton_bundle.client import cli as client_cli
+    from triton_bundle.doctor import cli as doctor_cli
     from triton_bundle.engine import cli as engine_cli
     from triton_bundle.export import cli as export_cli
     from triton_bundle.init import cli as init_cli
@@ -31,3 +32,4 @@ def register_all(app: typer.Typer) -> None:
     app.command("infer")(client_cli.infer_command)
     app.command("stats")(client_cli.stats_command)
     loadtest_cli.register(app)
+    app.command("doctor")(doctor_cli.doctor_command)
