@@ -146,7 +146,7 @@ def test_the_spec_is_validated_before_it_lands(checkpoint, tmp_path, monkeypatch
     from triton_bundle.init import sources
 
     path, texts = checkpoint
-    monkeypatch.setattr(sources, "_SERVING", sources.Entry("repository", {"max_batch_size": 64}))
+    monkeypatch.setattr(sources, "SERVING", sources.Entry("repository", {"max_batch_size": 64}))
     with pytest.raises(InitError, match=r"(?s)spec\.yaml.*max_batch_size 64 exceeds"):
         init_spec(InitOptions(checkpoint=path, data=texts, out=tmp_path / "spec.yaml"))
     assert not (tmp_path / "spec.yaml").exists()

@@ -32,7 +32,9 @@ def init_command(
     checkpoint: Annotated[
         Path | None,
         typer.Argument(
-            metavar="[CHECKPOINT]", help="a Hugging Face checkpoint directory", show_default=False
+            metavar="[SOURCE]",
+            help="a Hugging Face checkpoint directory, or an .onnx file",
+            show_default=False,
         ),
     ] = None,
     data: Annotated[
@@ -60,7 +62,7 @@ def init_command(
     allow_pickle: Annotated[bool, typer.Option(help="accept pickled weights (trusted files only)")] = False,
     force: ForceOpt = False,
 ) -> None:
-    """Write a commented spec.yaml from a checkpoint (or a module + sample) and its data, then validate it."""
+    """Write a commented spec.yaml from a checkpoint, an ONNX file or a module, and data; then validate it."""
     from triton_bundle.init.stage import InitOptions, init_spec
 
     options = InitOptions(

@@ -14,12 +14,12 @@ from triton_bundle.spec import Range, SourceSpec
 
 # Parity runs batch.max x sequence.max, and TensorRT profiles cover it: past this, ask the user.
 SEQUENCE_CAP = 512
-_SERVING = Entry(
+SERVING = Entry(
     "repository",
     {"target": "local", "max_batch_size": 32, "max_queue_delay_us": 2000},
     "Triton: dynamic batching up to max_batch_size (at most shapes.batch.max), local target by default.",
 )
-_LOADTEST = Entry(
+LOADTEST = Entry(
     "loadtest",
     {"users": 8, "duration_s": 20, "max_requests": 4000, "slo": {"p95_ms": 1000, "max_error_rate": 0.0}},
     "Release gate: starting SLOs for a CPU box; set your own latency target before trusting PASSED.",
@@ -117,7 +117,7 @@ def hf_entries(options: InitOptions, spec_dir: Path) -> tuple[str, list[Entry], 
         entries.append(Entry("labels", facts.labels, _check_labels(facts, data, notes)))
     shapes = shapes_entry(sequence)
     entries.append(Entry("shapes", shapes, f"batch: 1..32, 8 typical (dynamic batching)\n{shape_comment}"))
-    entries += [_SERVING, _LOADTEST]
+    entries += [SERVING, LOADTEST]
     return str(facts.path), entries, notes
 
 
@@ -161,7 +161,7 @@ def module_entries(options: InitOptions, spec_dir: Path) -> tuple[str, list[Entr
         ),
         Entry("outputs", [t.model_dump() for t in facts.outputs], f"what {dry} returned"),
         Entry("shapes", shapes_entry(None), "batch: 1..32, 8 typical (dynamic batching)"),
-        _SERVING,
-        _LOADTEST,
+        SERVING,
+        LOADTEST,
     ]
     return f"{options.module} + {options.weights}", entries, []

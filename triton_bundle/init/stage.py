@@ -138,12 +138,14 @@ def init_spec(options: InitOptions) -> InitResult:
         source, entries, notes = module_entries(options, spec_dir)
     elif options.checkpoint is not None:
         if Path(options.checkpoint).suffix.lower() == ".onnx":
-            raise InitError(
-                f"{options.checkpoint}: init from an ONNX file is not supported yet; give the checkpoint "
-                "directory it was exported from, or the nn.Module (--module, --weights) and a sample"
-            )
-        source, entries, notes = hf_entries(options, spec_dir)
+            from triton_bundle.init.onnx_source import onnx_entries
+
+            source, entries, notes = onnx_entries(options, spec_dir)
+        else:
+            source, entries, notes = hf_entries(options, spec_dir)
     else:
-        raise InitError("give a checkpoint directory, or --module and --weights for a plain nn.Module")
+        raise InitError(
+            "give a checkpoint directory or an .onnx file, or --module and --weights for a plain nn.Module"
+        )
     spec = write_spec(out, render(header(source), entries), options.force)
     return InitResult(out, spec, notes, next_commands(out))
