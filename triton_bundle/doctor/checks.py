@@ -112,12 +112,12 @@ def probe_gpu(which: Callable[[str], str | None] = shutil.which) -> Probe:
         result = _run([smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"])
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Probe(False, f"nvidia-smi did not answer: {exc}", fix)
-    rows = [r.strip() for r in result.stdout.splitlines() if r.strip()]
-    if result.returncode != 0 or not rows:
+    from triton_bundle.serving.preflight import parse_nvidia_smi
+
+    gpus = parse_nvidia_smi(result.stdout) if result.returncode == 0 else ()
+    if not gpus:
         return Probe(False, f"nvidia-smi sees no GPU: {(result.stderr or result.stdout).strip()[:200]}", fix)
-    return Probe(
-        True, "; ".join(f"{r.rsplit(',', 1)[0]} (compute {r.rsplit(',', 1)[-1].strip()})" for r in rows)
-    )
+    return Probe(True, "; ".join(f"{gpu.name} (compute capability {gpu.compute_capability})" for gpu in gpus))
 
 
 def probe_tensorrt() -> Probe:
