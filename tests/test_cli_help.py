@@ -71,6 +71,13 @@ def test_help_fits_80_columns_without_cutting_names(path, command, capsys, monke
             assert f"default: {default}" in flat, f"default of {param.opts[0]} not readable in {path}"
 
 
+def test_command_summaries_wrap_instead_of_being_cut(capsys, monkeypatch):
+    text = _help((), capsys, monkeypatch)
+    commands = text.split("Commands:")[1]
+    assert "..." not in commands
+    assert "exit 1 on a miss" in re.sub(r"\s+", " ", commands)  # the end of loadtest's long summary
+
+
 def test_wide_terminals_use_their_width(capsys, monkeypatch):
     """The 80-column layout is not a fixed cap: a wider terminal gets longer help lines."""
     narrow = max(len(line) for line in _help(("repo", "generate"), capsys, monkeypatch).splitlines())

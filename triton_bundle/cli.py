@@ -10,10 +10,27 @@ import sys
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from triton_bundle.commands import register_all
 
+
+class _Commands(TyperGroup):
+    """Click cuts each command's summary to one line ("Fine-tune, export, build the..."); this wraps it."""
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=300)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="triton-bundle",
     help="Fine-tuned model -> verified ONNX -> FP16/INT8 variants -> TensorRT -> Triton repository -> "
     "served, load-tested deployment.",

@@ -20,6 +20,7 @@ def register_all(app: typer.Typer) -> None:
     from triton_bundle.serving import cli as serving_cli
     from triton_bundle.serving import preflight_cli
 
+    app.command("doctor")(doctor_cli.doctor_command)
     app.command("init")(init_cli.init_command)
     app.command("demo")(pipeline_cli.demo_command)
     app.command("finetune")(export_cli.finetune_command)
@@ -32,4 +33,3 @@ def register_all(app: typer.Typer) -> None:
     app.command("infer")(client_cli.infer_command)
     app.command("stats")(client_cli.stats_command)
     loadtest_cli.register(app)
-    app.command("doctor")(doctor_cli.doctor_command)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,13 +14,19 @@ from rich.table import Table
 
 from triton_bundle.cli_common import console
 
+
+class DoctorTarget(StrEnum):
+    local = "local"
+    nvidia = "nvidia"
+
+
 _STYLE = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
 
 
 def doctor_command(
     target: Annotated[
-        str, typer.Option(help="what must work here: local (CPU Triton) or nvidia (GPU + Docker)")
-    ] = "local",
+        DoctorTarget, typer.Option(help="what must work here: local (CPU Triton) or nvidia (GPU + Docker)")
+    ] = DoctorTarget.local,
     spec: Annotated[
         Path | None, typer.Option(help="take host and ports from this spec's serving section")
     ] = None,
@@ -31,16 +38,15 @@ def doctor_command(
     from triton_bundle.doctor.run import exit_code, next_steps, run_checks
     from triton_bundle.spec import ServingSpec, load_spec
 
-    if target not in ("local", "nvidia"):
-        raise typer.BadParameter(f"expected local or nvidia, got {target!r}", param_hint="--target")
+    target_name = target.value
     serving = load_spec(spec).serving if spec else ServingSpec()
     ports = port or [serving.http_port, serving.grpc_port, serving.metrics_port]
     with console.status("checking this machine"):
-        results: list[CheckResult] = run_checks(target, serving.host, ports, Path.cwd())  # type: ignore[arg-type]
+        results: list[CheckResult] = run_checks(target_name, serving.host, ports, Path.cwd())  # type: ignore[arg-type]
     if as_json:
-        print(json.dumps({"target": target, "checks": [asdict(r) for r in results]}, indent=2))
+        print(json.dumps({"target": target_name, "checks": [asdict(r) for r in results]}, indent=2))
         raise typer.Exit(exit_code(results))
-    table = Table(title=f"triton-bundle doctor (target: {target})", show_lines=True)
+    table = Table(title=f"triton-bundle doctor (target: {target_name})", show_lines=True)
     for column in ("check", "status", "found", "fix"):
         table.add_column(column, overflow="fold")
     for r in results:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from triton_bundle.cli_common import ForceOpt, console
+from triton_bundle.cli_common import console
 
 
 def _kwargs(text: str | None) -> dict:
@@ -32,7 +32,7 @@ def init_command(
     checkpoint: Annotated[
         Path | None,
         typer.Argument(
-            metavar="[SOURCE]",
+            metavar="SOURCE",
             help="a Hugging Face checkpoint directory, or an .onnx file",
             show_default=False,
         ),
@@ -60,7 +60,7 @@ def init_command(
     label_field: Annotated[str | None, typer.Option(help="the data's label field [default: found]")] = None,
     image_field: Annotated[str | None, typer.Option(help="the image-path field [default: found]")] = None,
     allow_pickle: Annotated[bool, typer.Option(help="accept pickled weights (trusted files only)")] = False,
-    force: ForceOpt = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="replace an existing spec")] = False,
 ) -> None:
     """Write a commented spec.yaml from a checkpoint, an ONNX file or a module, and data; then validate it."""
     from triton_bundle.init.stage import InitOptions, init_spec
