@@ -175,3 +175,19 @@ def test_cli_writes_the_spec_and_prints_the_next_commands(checkpoint, tmp_path):
     assert f"triton-bundle export {out}" in result.output
     again = CliRunner().invoke(app, ["init", str(path), "--data", str(texts), "-o", str(out)])
     assert again.exit_code != 0 and isinstance(again.exception, InitError | ArtifactExistsError)
+
+
+def test_sentence_transformers_layout_sets_pooling_normalisation_and_length(tmp_path):
+    from fixtures.export_builders import minilm_path
+
+    from triton_bundle.init.checkpoint import sentence_transformers_settings
+
+    settings, trained, why = sentence_transformers_settings(minilm_path())  # the real all-MiniLM-L6-v2
+    assert (settings, trained) == ({"normalize": True, "pooling": "mean"}, 256) and "modules.json" in why
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    modules = [{"type": "sentence_transformers.models.Transformer", "path": ""},
+               {"type": "sentence_transformers.models.Pooling", "path": "1_Pooling"}]  # fmt: skip
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    assert sentence_transformers_settings(tmp_path)[:2] == ({"normalize": False, "pooling": "cls"}, None)
+    assert sentence_transformers_settings(tmp_path / "plain") == ({}, None, "")

@@ -31,6 +31,8 @@ class CheckpointFacts:
     image_size: list[int] | None = None  # [channels, height, width] of pixel_values
     image_reason: str = ""
     tokenizer: object | None = field(default=None, repr=False)
+    export: dict[str, object] = field(default_factory=dict)  # export settings the checkpoint implies
+    export_reason: str = ""
 
 
 def _labels(config) -> tuple[list[str] | None, bool]:
@@ -41,9 +43,43 @@ def _labels(config) -> tuple[list[str] | None, bool]:
     return labels, labels == [f"LABEL_{i}" for i in range(len(labels))]
 
 
-def sequence_limit(config, tokenizer) -> tuple[int | None, str]:
-    """The longest sequence both the tokenizer and the position embeddings allow, and why."""
+def _json(path: Path) -> dict | list | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def sentence_transformers_settings(path: Path) -> tuple[dict[str, object], int | None, str]:
+    """(export settings, max_seq_length, why) from a sentence-transformers layout, else empty.
+
+    Its modules.json says whether embeddings are normalised, 1_Pooling/config.json how tokens pool, and
+    sentence_bert_config.json the length the model was trained to read.
+    """
+    modules = _json(path / "modules.json")
+    if not isinstance(modules, list):
+        return {}, None, ""
+    kinds = {
+        str(m.get("type", "")).rsplit(".", 1)[-1]: m.get("path", "") for m in modules if isinstance(m, dict)
+    }
+    settings: dict[str, object] = {"normalize": "Normalize" in kinds}
+    pooling = _json(path / str(kinds.get("Pooling", "1_Pooling")) / "config.json") or {}
+    if isinstance(pooling, dict) and pooling.get("pooling_mode_cls_token"):
+        settings["pooling"] = "cls"
+    elif isinstance(pooling, dict) and pooling.get("pooling_mode_mean_tokens"):
+        settings["pooling"] = "mean"
+    trained = (_json(path / "sentence_bert_config.json") or {}).get("max_seq_length")
+    why = "sentence-transformers modules.json / Pooling config: " + ", ".join(
+        f"{k} {v}" for k, v in settings.items()
+    )
+    return settings, trained if isinstance(trained, int) and trained > 0 else None, why
+
+
+def sequence_limit(config, tokenizer, trained: int | None = None) -> tuple[int | None, str]:
+    """The longest sequence the tokenizer, the position embeddings and training allow, and why."""
     limits: list[tuple[int, str]] = []
+    if trained:
+        limits.append((trained, f"sentence_bert_config max_seq_length {trained}"))
     tokenizer_max = getattr(tokenizer, "model_max_length", None)
     if isinstance(tokenizer_max, int) and 0 < tokenizer_max < _NO_LIMIT:
         limits.append((tokenizer_max, f"tokenizer model_max_length {tokenizer_max}"))
@@ -99,7 +135,10 @@ def read_checkpoint(path: Path, task: str | None = None, allow_pickle: bool = Fa
     facts = CheckpointFacts(path, detection, config.model_type, labels, placeholder)
     if detection.detector.modality == "text":
         facts.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-        facts.sequence_max, facts.sequence_reason = sequence_limit(config, facts.tokenizer)
+        trained = None
+        if detection.detector.task == "feature-extraction":
+            facts.export, trained, facts.export_reason = sentence_transformers_settings(path)
+        facts.sequence_max, facts.sequence_reason = sequence_limit(config, facts.tokenizer, trained)
     else:
         facts.image_size, facts.image_reason = image_input_size(path)
     return facts

@@ -117,6 +117,8 @@ def hf_entries(options: InitOptions, spec_dir: Path) -> tuple[str, list[Entry], 
         entries.append(Entry("labels", facts.labels, _check_labels(facts, data, notes)))
     shapes = shapes_entry(sequence)
     entries.append(Entry("shapes", shapes, f"batch: 1..32, 8 typical (dynamic batching)\n{shape_comment}"))
+    if facts.export:
+        entries.append(Entry("export", facts.export, facts.export_reason))
     entries += [SERVING, LOADTEST]
     return str(facts.path), entries, notes
 
