@@ -152,4 +152,5 @@ def test_benchmark_cpu_bars_are_not_cut_at_the_axis_edge(tmp_path, monkeypatch):
     assert throughput.get_ylim()[0] == 0
     ort = limits["onnxruntime in-process, sequence 128"]
     assert "not run" in _texts(ort)
+    assert ort.get_xlim()[0] < -0.2 and ort.get_xlim()[1] > 1.2  # both batch groups wholly in view
     assert sorted(round(bar.get_height()) for bar in ort.patches if bar.get_height() > 0) == [20, 20, 160]
