@@ -265,7 +265,7 @@ def capacity_figure(result: CapacityResult) -> Figure:
     if wants_log(levels):
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.set_xticks(levels)
+    ax.set_xticks(levels)  # the levels measured, not 1.2 or 1.4 users
     ax.set_xlabel("users" if result.mode == "users" else "offered req/s")
     ax.set_ylabel("p95 latency (ms)")
     missing = [f"{s.level:g}" for s in ordered if s.p95_ms is None]

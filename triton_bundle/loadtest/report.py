@@ -265,11 +265,12 @@ def plot_server_split(result: LoadtestResult, path: Path) -> Path:
         )
         offset = [0.0] * len(steps)
         for label, values, color in parts:
-            left.barh(names, values, left=offset, label=label, color=color)
+            left.barh(names, values, left=offset, label=label, color=color, height=0.6)
             offset = [o + v for o, v in zip(offset, values, strict=True)]
         fit_axis(left, offset, axis="x")  # bar segments' sticky edges would end the axis flush on the longest
         left.set_xlabel("ms per request")
-        left.legend(fontsize="small")
+        # Below the axis: inside, it covers the bars (one model fills the whole panel).
+        left.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     else:
         left.text(0.5, 0.5, "no server statistics", ha="center", va="center", transform=left.transAxes)
     left.set_title("where server time goes, per model")
