@@ -110,6 +110,7 @@ def test_capacity_never_draws_a_missing_latency_at_zero():
     assert (32.0, 0.0) not in plotted and len(plotted) == 5
     assert "no completed requests at 32" in _texts(ax)
     assert ax.get_xscale() == "log"  # levels that double spread evenly
+    assert list(ax.get_xticks()) == [1, 2, 4, 8, 16, 32]  # ticks at the levels measured
     assert rps_ax.get_ylim()[0] == 0
 
 
