@@ -302,10 +302,14 @@ def _format_errors(path: Path, err: ValidationError) -> str:
 def load_spec(path: Path | str) -> ModelSpec:
     """Read and validate a spec file; raises SpecError naming each bad field."""
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"{path} is a directory; expected a spec file (YAML), e.g. {path / 'spec.yaml'}")
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file (not UTF-8); expected a spec in YAML") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
