@@ -299,6 +299,14 @@ def _format_errors(path: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what the parser expected and where (its own message spans several lines)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
+
+
 def load_spec(path: Path | str) -> ModelSpec:
     """Read and validate a spec file; raises SpecError naming each bad field."""
     path = Path(path)
@@ -311,7 +319,7 @@ def load_spec(path: Path | str) -> ModelSpec:
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a text file (not UTF-8); expected a spec in YAML") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+        raise SpecError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     try:
