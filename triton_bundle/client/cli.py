@@ -310,15 +310,15 @@ def _infer_texts(request: _Request, fmt: FormatChoice, field: str, probabilities
 
 
 def _infer_images(request: _Request) -> None:
-    from triton_bundle.client.cli_inputs import image_batches, image_paths
+    from triton_bundle.client.cli_inputs import check_images, image_batches, image_paths
 
     items: list[str | Path] = [*request.args, *([request.file] if request.file is not None else [])]
     if not items or str(request.file) == "-":
         raise CliError(
             f"model '{request.model}' takes images: pass image files or a directory as arguments or --file"
         )
-    paths = image_paths(items)
-    show = request.show_bar(len(paths)) or (len(paths) > request.batch_size and request.out is not None)
+    paths = check_images(image_paths(items))
+    show = request.show_bar(len(paths))
     with (
         _sink(request.out) as write,
         _maybe_progress(f"image {request.model}", len(paths), show) as advance,
@@ -354,7 +354,7 @@ def _infer_tensor_file(request: _Request, batched: bool) -> None:
     if request.out is not None:
         write_npz(request.out, result.outputs)
         shapes = ", ".join(f"{n} {list(a.shape)} {a.dtype}" for n, a in result.outputs.items())
-        _err.print(f"wrote {request.out}: {shapes}")
+        _err.print(f"wrote {request.out}: {shapes}", markup=False, highlight=False)
         return
     for row in tensor_rows(result.outputs, result.model_versions, batched):
         sys.stdout.write(json.dumps(row) + "\n")

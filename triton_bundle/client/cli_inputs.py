@@ -45,6 +45,24 @@ def image_paths(items: Iterable[str | Path]) -> list[Path]:
     return paths
 
 
+def check_images(paths: list[Path]) -> list[Path]:
+    """Every file's header names an image format PIL reads (cheap: nothing is decoded), so a text file
+    among the images stops the run before anything is sent."""
+    from PIL import Image, UnidentifiedImageError
+
+    for path in paths:
+        try:
+            with Image.open(path):
+                pass
+        except (UnidentifiedImageError, OSError) as exc:
+            size = path.stat().st_size if path.exists() else 0
+            raise InputPathError(
+                f"{path}: not an image ({'empty file' if not size else f'{size} bytes'}; {exc}); "
+                f"expected an encoded image such as {', '.join(sorted(IMAGE_SUFFIXES))}"
+            ) from None
+    return paths
+
+
 def read_image(path: Path) -> bytes:
     """The file's bytes, once PIL has checked they are an image (the server would reject them later)."""
     from PIL import Image, UnidentifiedImageError
