@@ -181,6 +181,14 @@ def test_infer_sends_image_files_and_directories_as_bytes(
     assert code == 0, err
     assert [json.loads(line)["labels"] for line in out.splitlines()] == [rows[3]["labels"], rows[0]["labels"]]
 
+    # A .jsonl list of image paths (a spec's data.eval for images) works too, in its own order.
+    listing = tmp_path / "photos.jsonl"
+    listed = [(tmp_path / json.loads(line)["image"]).resolve() for line in listing.read_text().splitlines()]
+    code, out, err = _cli(["infer", "-f", str(listing), "-m", model, "-u", url], monkeypatch, capsys)
+    assert code == 0, err
+    by_path = {Path(row["source"]).resolve(): row["labels"] for row in rows}
+    assert [json.loads(line)["labels"] for line in out.splitlines()] == [by_path[p] for p in listed]
+
 
 @pytest.mark.parametrize("model", TENSOR_MODELS)
 def test_infer_tensor_npz_in_npz_out_matches_onnxruntime(

@@ -72,6 +72,16 @@ SpecOpt = Annotated[
     Path | None, typer.Option("--spec", "-s", help="take the model name and server address from this spec")
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="seconds per request", min=0.001)]
+FileOpt = Annotated[
+    Path | None,
+    typer.Option("--file", "-f", help="read inputs from this file ('-': stdin), image directory or .npz"),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", "-o", help="write results here instead of stdout (.npz for tensor models; JSON lines else)"
+    ),
+]
 RetriesOpt = Annotated[
     int, typer.Option("--retries", help="attempts per request on UNAVAILABLE / connection errors", min=1)
 ]
@@ -188,22 +198,14 @@ def infer_command(
     spec_path: SpecOpt = None,
     url: UrlOpt = None,
     protocol: ProtocolOpt = None,
-    file: Annotated[
-        Path | None,
-        typer.Option("--file", "-f", help="read inputs from this file ('-': stdin), image directory or .npz"),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="write results here instead of stdout (.npz for tensor models; JSON lines else)",
-        ),
-    ] = None,
+    file: FileOpt = None,
+    out: OutOpt = None,
     input_format: Annotated[
         FormatChoice, typer.Option("--format", help="input format (auto: by file suffix; stdin: sniffed)")
     ] = FormatChoice.auto,
-    field: Annotated[str, typer.Option("--field", help="JSON / CSV field that holds the text")] = "text",
+    field: Annotated[
+        str, typer.Option("--field", help="JSON / CSV field that holds the text (image lists: 'image')")
+    ] = "text",
     task: Annotated[
         TaskChoice, typer.Option("--task", help="auto: from the model's inputs and outputs")
     ] = TaskChoice.auto,
@@ -249,7 +251,7 @@ def infer_command(
         if chosen == "tensor":
             _infer_tensor_file(request, metadata.batched)
         elif chosen == "image":
-            _infer_images(request)
+            _infer_images(request, "image" if field == "text" else field)
         else:
             _infer_texts(request, input_format, field, probabilities)
 
@@ -309,7 +311,7 @@ def _infer_texts(request: _Request, fmt: FormatChoice, field: str, probabilities
             handle.close()
 
 
-def _infer_images(request: _Request) -> None:
+def _infer_images(request: _Request, field: str) -> None:
     from triton_bundle.client.cli_inputs import check_images, image_batches, image_paths
 
     items: list[str | Path] = [*request.args, *([request.file] if request.file is not None else [])]
@@ -317,7 +319,7 @@ def _infer_images(request: _Request) -> None:
         raise CliError(
             f"model '{request.model}' takes images: pass image files or a directory as arguments or --file"
         )
-    paths = check_images(image_paths(items))
+    paths = check_images(image_paths(items, field))
     show = request.show_bar(len(paths))
     with (
         _sink(request.out) as write,

@@ -15,21 +15,27 @@ from pathlib import Path
 import numpy as np
 
 from triton_bundle.client.errors import ClientError
+from triton_bundle.export.image_data import IMAGE_SUFFIXES, load_image_paths
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+__all__ = ["IMAGE_SUFFIXES", "TENSOR_SUFFIX", "check_images", "image_paths", "read_npz", "write_npz"]
+
 TENSOR_SUFFIX = ".npz"
+IMAGE_LISTS = frozenset({".jsonl", ".ndjson", ".csv"})  # rows naming image paths, as in a spec's data.eval
 
 
 class InputPathError(ClientError, ValueError):
     """A path given to `infer` that is missing or does not hold what the model takes."""
 
 
-def image_paths(items: Iterable[str | Path]) -> list[Path]:
-    """Files as given; directories expanded to the image files under them, sorted by path."""
+def image_paths(items: Iterable[str | Path], field: str = "image") -> list[Path]:
+    """Files as given; directories expanded to the image files under them, sorted by path; .jsonl / .csv
+    lists read for the paths in their `field` column (relative to the list's folder)."""
     paths: list[Path] = []
     for item in items:
         path = Path(item)
-        if path.is_dir():
+        if path.is_file() and path.suffix.lower() in IMAGE_LISTS:
+            paths.extend(load_image_paths(path, field, None).paths)
+        elif path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise InputPathError(
