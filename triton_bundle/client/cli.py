@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from triton_bundle.client.cli_inputs import IMAGE_SUFFIXES, TENSOR_SUFFIX
 from triton_bundle.client.connection import DEFAULT_PORTS, parse_endpoint
 from triton_bundle.client.errors import ClientError
 from triton_bundle.client.readers import InputFormat, count_records, format_for_path, read_texts
+from triton_bundle.export.image_data import IMAGE_SUFFIXES
 from triton_bundle.repository.contract import EMBEDDING_OUTPUT, IMAGE_INPUT, LABELS_OUTPUT, TEXT_INPUT
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def _records(
         return read_texts(sys.stdin, fmt.value, field), None, None  # type: ignore[arg-type]
     if not file.is_file():
         raise CliError(f"input file not found: {file}")
-    if file.suffix.lower() in IMAGE_SUFFIXES | {TENSOR_SUFFIX}:
+    if file.suffix.lower() in IMAGE_SUFFIXES | {".npz"}:
         raise CliError(
             f"{file} looks like {'an image' if file.suffix.lower() in IMAGE_SUFFIXES else 'a .npz tensor archive'}, "
             "but this model takes text; send images to an image model and .npz files to a tensor model "
@@ -336,7 +336,7 @@ def _infer_images(request: _Request, field: str) -> None:
 
 
 def _infer_tensor_file(request: _Request, batched: bool) -> None:
-    from triton_bundle.client.cli_inputs import read_npz, tensor_rows, write_npz
+    from triton_bundle.client.cli_inputs import TENSOR_SUFFIX, read_npz, tensor_rows, write_npz
     from triton_bundle.client.errors import InvalidInputError
 
     given = [*request.args, *([str(request.file)] if request.file is not None else [])]
