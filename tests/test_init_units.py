@@ -191,3 +191,29 @@ def test_sentence_transformers_layout_sets_pooling_normalisation_and_length(tmp_
     (tmp_path / "modules.json").write_text(json.dumps(modules))
     assert sentence_transformers_settings(tmp_path)[:2] == ({"normalize": False, "pooling": "cls"}, None)
     assert sentence_transformers_settings(tmp_path / "plain") == ({}, None, "")
+
+
+def test_init_mistakes_end_in_one_line_from_the_console_script(checkpoint, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from triton_bundle.cli import main
+
+    path, _ = checkpoint
+    bad = _jsonl(tmp_path / "tickets.jsonl", [{"id": 1, "body": "where is my order"}])
+    for args, expected in (
+        ([str(path), "--data", str(bad)], "has no text field"),
+        (
+            [str(path), "--data", str(bad), "--text-field", "body", "--kwargs", "{oops"],
+            "--kwargs is not valid JSON",
+        ),
+        (
+            [str(tmp_path / "nowhere"), "--data", str(bad), "--text-field", "body"],
+            "checkpoint directory not found",
+        ),
+    ):
+        monkeypatch.setattr(sys, "argv", ["triton-bundle", "init", *args, "-o", str(tmp_path / "s.yaml")])
+        with pytest.raises(SystemExit) as done:
+            main()
+        err = capsys.readouterr().err.strip()
+        assert done.value.code == 2 and len(err.splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "s.yaml").exists()
