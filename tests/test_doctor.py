@@ -79,3 +79,31 @@ def test_doctor_cli_on_this_machine(busy_port):
     assert busy.exit_code == 1
     assert "FAIL" in busy.stdout and "--http-port 0" in busy.stdout
     assert "triton-bundle init CHECKPOINT" in busy.stdout  # Triton itself is fine: what to run next
+
+
+def _tool(directory, name: str, stdout: str) -> None:
+    script = directory / name
+    script.write_text(f"#!/bin/sh\ncat <<'OUT'\n{stdout}\nOUT\n", encoding="utf-8")
+    script.chmod(0o755)
+
+
+def test_a_gpu_host_reads_as_ready_for_the_nvidia_target(tmp_path):
+    """This box has no GPU or Docker daemon: the two tools a GPU host has are stood in by scripts that
+    print what the real ones print, so the branch that host takes is exercised (parsing, status, next)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _tool(bin_dir, "nvidia-smi", "NVIDIA H100 80GB HBM3, 9.0\nNVIDIA H100 80GB HBM3, 9.0")
+    _tool(bin_dir, "docker", json.dumps({"ServerVersion": "27.3.1", "Runtimes": {"nvidia": {}, "runc": {}}}))
+
+    def which(name: str) -> str | None:
+        path = bin_dir / name
+        return str(path) if path.exists() else None
+
+    gpu = probe_gpu(which)
+    assert gpu.passed and gpu.detail.count("NVIDIA H100 80GB HBM3 (compute capability 9.0)") == 2
+    engine, runtime = probe_docker(which)
+    assert engine.passed and "27.3.1" in engine.detail
+    assert runtime.passed and "nvidia, runc" in runtime.detail
+    results = run_checks("nvidia", "127.0.0.1", [free_port()], tmp_path, which=which)
+    assert exit_code(results) == 0
+    assert any("build-engines" in step for step in next_steps(results))
