@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -145,7 +146,7 @@ def test_request_arriving_mid_decode_joins_and_finishes_first(textgen_server):
         ({"text_input": "", "max_tokens": 4}, "text_input is empty"),
         ({"text_input": "Hello", "max_tokens": 0}, "max_tokens must be between 1 and"),
         ({"text_input": "Hello", "max_tokens": 100000}, "max_tokens must be between 1 and"),
-        ({"text_input": "Hello " * 400, "max_tokens": 4}, "exceed the model's context"),
+        ({"text_input": "Hello " * 1000, "max_tokens": 4}, "exceed the model's context"),
         ({"text_input": "Hello", "max_tokens": 4, "temperature": -1.0}, "temperature must be in"),
         ({"text_input": "Hello", "max_tokens": 4, "top_p": 1.5}, "top_p must be in (0, 1]"),
         ({"text_input": "Hello", "max_tokens": 4, "top_k": -3}, "top_k must be >= 0"),
@@ -207,3 +208,61 @@ def test_generate_cli_streams_then_prints_timings(textgen_server, protocol):
     )
     # The console script turns this BundleError into one red line and exit status 2.
     assert isinstance(bad.exception, InvalidInputError) and "text_input is empty" in str(bad.exception)
+
+
+def test_cancelled_sequence_frees_its_slot_at_once(textgen_server):
+    """Slots full: long requests first, then one more that is cancelled after its first token. A short
+    request waiting for a slot gets the cancelled one's at once and finishes first; were the slot held
+    until that sequence's tokens ran out, the earliest long request would finish before it.
+    (A race in principle: the cancel must reach the server within the long requests' ~440 remaining steps.)"""
+    import queue
+
+    import tritonclient.grpc as grpcclient
+
+    from triton_bundle.client.generation import GenerationRequest, _grpc_inputs
+
+    spec, workdir, server = textgen_server
+    slots, long_tokens = spec.generation.max_sequences, spec.generation.max_new_tokens
+    long_inputs = _grpc_inputs(
+        GenerationRequest(_full_length_prompt(spec, workdir, long_tokens), long_tokens), True, grpcclient
+    )
+    short_inputs = _grpc_inputs(GenerationRequest(heldout(spec).prompts[2], 2), True, grpcclient)
+    others = grpcclient.InferenceServerClient(server.grpc_url)
+    doomed = grpcclient.InferenceServerClient(server.grpc_url)
+    finished: queue.Queue = queue.Queue()
+    seen: set[str] = set()
+    longs = {f"long-{i}" for i in range(slots - 1)}
+
+    def on_doomed(result, error):
+        if "short" not in seen:  # its first token: every slot is busy, so the short request must wait
+            seen.add("short")
+            others.async_stream_infer(
+                spec.name, short_inputs, request_id="short", enable_empty_final_response=True
+            )
+            threading.Thread(target=doomed.stop_stream, kwargs={"cancel_requests": True}).start()
+
+    def on_response(result, error):
+        if error is not None:
+            finished.put(f"error: {error}")
+            return
+        response = result.get_response()
+        if response.id in longs and response.id not in seen:
+            seen.add(response.id)
+            if longs <= seen:  # every long request holds a slot: the cancelled one takes the last
+                doomed.async_stream_infer(spec.name, long_inputs, request_id="cancelled")
+        if response.parameters["triton_final_response"].bool_param:
+            finished.put(response.id)
+
+    doomed.start_stream(callback=on_doomed)
+    others.start_stream(callback=on_response)
+    try:
+        for name in sorted(longs):
+            others.async_stream_infer(
+                spec.name, long_inputs, request_id=name, enable_empty_final_response=True
+            )
+        order = [finished.get(timeout=180) for _ in range(slots)]
+    finally:
+        others.stop_stream()
+        others.close()
+        doomed.close()
+    assert order[0] == "short" and set(order[1:]) == longs, order
