@@ -20,6 +20,7 @@ Task = Literal[
     "feature-extraction",
     "image-classification",
     "tensor",
+    "text-generation",
 ]
 DType = Literal["float32", "float16", "int64", "int32", "int8", "uint8", "bool", "string"]
 Dim = int | str  # an int is fixed; a string names a dynamic dim ("batch", "sequence", "height", ...)
@@ -219,6 +220,29 @@ class SLOSpec(_Strict):
     p99_ms: float | None = None
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     min_rps: float | None = None
+    # text-generation: time to first token, inter-token latency, output tokens/s (unset: not gated)
+    ttft_p50_ms: Annotated[float | None, Field(gt=0)] = None
+    ttft_p95_ms: Annotated[float | None, Field(gt=0)] = None
+    ttft_p99_ms: Annotated[float | None, Field(gt=0)] = None
+    itl_p50_ms: Annotated[float | None, Field(gt=0)] = None
+    itl_p95_ms: Annotated[float | None, Field(gt=0)] = None
+    itl_p99_ms: Annotated[float | None, Field(gt=0)] = None
+    min_tokens_per_s: Annotated[float | None, Field(gt=0)] = Field(
+        None, description="output tokens per second over the run, all streams together"
+    )
+    min_stream_tokens_per_s: Annotated[float | None, Field(gt=0)] = Field(
+        None, description="median output tokens per second one stream sees (tokens / request latency)"
+    )
+
+
+class GenerationLoadSpec(_Strict):
+    """text-generation load tests: what each simulated user asks for."""
+
+    max_tokens: Annotated[int, Field(ge=1)] = 64
+    prompt_words: Annotated[int | None, Field(ge=1)] = Field(
+        16, description="prompts are the first N words of each data text (None: the whole text)"
+    )
+    temperature: Annotated[float | None, Field(ge=0)] = Field(None, description="None: greedy decoding")
 
 
 class LoadtestSpec(_Strict):
@@ -236,6 +260,7 @@ class LoadtestSpec(_Strict):
         int, Field(ge=-1, description="Locust workers: 0 one process, -1 one per CPU core")
     ] = 0
     slo: SLOSpec = SLOSpec()
+    generation: GenerationLoadSpec = GenerationLoadSpec()
 
 
 class ModelSpec(_Strict):
