@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 from triton_bundle.loadtest.cli import register
 from triton_bundle.manifest import Manifest
 from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
-from triton_bundle.spec import load_spec
 
 pytestmark = pytest.mark.slow
 
@@ -114,18 +113,3 @@ def test_refused_streams_are_failures_not_tokens(triton, cli, tmp_path: Path, pr
     assert "max_tokens" in client["errors"][0]["error"], "the server's reason reaches the report"
     failed = set(report["failed_slos"])
     assert {"max_error_rate", "ttft_p95_ms", "min_tokens_per_s"} <= failed, "unmeasured SLOs fail too"
-
-
-def test_generation_spec_drives_prompt_workload():
-    from triton_bundle.loadtest.workload import prompt_workload, workload_for
-
-    spec = load_spec(SPEC)
-    workload = workload_for(spec)
-    assert workload.kind == "prompt" and workload.expected_inputs() == {
-        "text_input": "BYTES",
-        "max_tokens": "INT32",
-    }
-    assert all(len(p.split()) <= 6 for p in workload.texts) and "Hello" in workload.texts
-    spec.loadtest.generation.prompt_words = None
-    whole = prompt_workload(spec)
-    assert max(len(p.split()) for p in whole.texts) > 6

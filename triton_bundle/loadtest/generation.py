@@ -9,6 +9,8 @@ reads these models too.
 from __future__ import annotations
 
 import itertools
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
@@ -28,6 +30,21 @@ class StreamRecord(BaseModel):
     def tokens_per_s(self) -> float | None:
         """What this stream delivered: tokens over the whole request (prefill included)."""
         return None if self.latency_ms <= 0 or self.tokens == 0 else 1000.0 * self.tokens / self.latency_ms
+
+
+def sse_events(chunks: Iterable[bytes]) -> Iterator[dict]:
+    """JSON payloads of the `data:` lines of a server-sent event stream, as the bytes arrive."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        while b"\n\n" in buffer:
+            raw, buffer = buffer.split(b"\n\n", 1)
+            for line in raw.splitlines():
+                if line.startswith(b"data:"):
+                    yield json.loads(line[5:].strip() or b"{}")
+    for line in buffer.splitlines():
+        if line.startswith(b"data:"):
+            yield json.loads(line[5:].strip() or b"{}")
 
 
 def record_from_arrivals(sent_at: float, arrivals: list[float], ended_at: float) -> StreamRecord:

@@ -12,7 +12,6 @@ its final response.
 
 from __future__ import annotations
 
-import json
 import queue
 import time
 from typing import Any, ClassVar
@@ -22,7 +21,7 @@ import numpy as np
 from locust import task
 from locust.runners import WorkerRunner
 
-from triton_bundle.loadtest.generation import StreamRecord, record_from_arrivals
+from triton_bundle.loadtest.generation import StreamRecord, record_from_arrivals, sse_events
 from triton_bundle.loadtest.locust_process import generation_stats
 from triton_bundle.loadtest.settings import GenerationSettings
 from triton_bundle.loadtest.users import (
@@ -131,21 +130,6 @@ class GenerationHttpUser(GenerationUser):
                     raise StreamError(str(event["error"]))
                 if event.get(TEXT_OUTPUT):
                     arrivals.append(time.perf_counter())
-
-
-def sse_events(chunks) -> Any:
-    """JSON payloads of the `data:` lines of a server-sent event stream, as the bytes arrive."""
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        while b"\n\n" in buffer:
-            raw, buffer = buffer.split(b"\n\n", 1)
-            for line in raw.splitlines():
-                if line.startswith(b"data:"):
-                    yield json.loads(line[5:].strip() or b"{}")
-    for line in buffer.splitlines():
-        if line.startswith(b"data:"):
-            yield json.loads(line[5:].strip() or b"{}")
 
 
 class GenerationGrpcUser(GenerationUser):
