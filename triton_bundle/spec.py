@@ -56,6 +56,22 @@ class TensorSpec(_Strict):
     shape: list[Dim]
 
 
+class ScratchLMSpec(_Strict):
+    """text-generation: a GPT-2-style decoder trained from scratch (byte-level BPE tokenizer included)."""
+
+    vocab_size: Annotated[int, Field(ge=300)] = 2000
+    layers: Annotated[int, Field(ge=1)] = 4
+    hidden: Annotated[int, Field(ge=8)] = 128
+    heads: Annotated[int, Field(ge=1)] = 4
+    context: Annotated[int, Field(ge=16)] = 128
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> ScratchLMSpec:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden {self.hidden} must be a multiple of heads {self.heads}")
+        return self
+
+
 class FinetuneSpec(_Strict):
     """Optional: produce the fine-tuned checkpoint (the demo's first step)."""
 
@@ -69,6 +85,9 @@ class FinetuneSpec(_Strict):
     max_length: Annotated[int, Field(ge=8)] = 64
     freeze_embeddings: bool = Field(True, description="keep the token embeddings fixed: faster, rarely worse")
     seed: int = 0
+    scratch: ScratchLMSpec | None = Field(
+        None, description="text-generation: train this decoder from scratch instead of loading base_model"
+    )
 
 
 class SourceSpec(_Strict):
@@ -158,6 +177,12 @@ class AccuracyBudget(_Strict):
     max_abs_error: Annotated[float, Field(ge=0)] | None = Field(
         None, description="generic tensors: allowed max |variant - FP32| (not checked when omitted)"
     )
+    min_next_token_agreement: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.95, description="text-generation: teacher-forced top-1 next-token agreement with FP32"
+    )
+    max_perplexity_increase: Annotated[float, Field(ge=0)] = Field(
+        0.05, description="text-generation: allowed relative perplexity increase vs FP32 (0.05 = +5%)"
+    )
 
 
 class SensitivitySpec(_Strict):
@@ -204,6 +229,28 @@ class RepositorySpec(_Strict):
     response_cache: bool = False
     expose_tensor_model: bool = Field(True, description="clients that tokenize themselves may call it")
     top_k: Annotated[int, Field(ge=1)] = 3
+
+
+class GenerationSpec(_Strict):
+    """text-generation: KV-cache export checks and the serving limits of the decoder model."""
+
+    max_context: Annotated[int, Field(ge=8)] = Field(256, description="prompt + generated tokens, at most")
+    max_new_tokens: Annotated[int, Field(ge=1)] = Field(128, description="the largest max_tokens accepted")
+    max_sequences: Annotated[int, Field(ge=1)] = Field(
+        8, description="sequences decoded together (in-flight batch); later requests wait for a free slot"
+    )
+    parity_new_tokens: Annotated[int, Field(ge=1)] = Field(
+        16, description="export: greedy tokens ONNX must match PyTorch generate() on, per prompt"
+    )
+    prompt_words: Annotated[int, Field(ge=1)] = Field(
+        6, description="held-out prompts are the first N words of each eval text"
+    )
+
+    @model_validator(mode="after")
+    def _fits(self) -> GenerationSpec:
+        if self.max_new_tokens >= self.max_context:
+            raise ValueError(f"max_new_tokens {self.max_new_tokens} must be below max_context {self.max_context}")
+        return self
 
 
 class ServingSpec(_Strict):
@@ -279,6 +326,7 @@ class ModelSpec(_Strict):
     repository: RepositorySpec = RepositorySpec()
     serving: ServingSpec = ServingSpec()
     loadtest: LoadtestSpec = LoadtestSpec()
+    generation: GenerationSpec = GenerationSpec()
 
     # Set by load_spec, not by the YAML: where relative paths resolve.
     base_dir: Path = Field(default=Path("."), exclude=True)
