@@ -219,8 +219,19 @@ class EngineSpec(_Strict):
     timing_cache: Path | None = None
 
 
+class TrtllmSpec(_Strict):
+    """text-generation on NVIDIA GPUs: Triton's TensorRT-LLM backend (repository target 'trtllm').
+
+    Engine limits come from the generation section (max_sequences, max_context, max_new_tokens)."""
+
+    dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    batch_scheduler_policy: Literal["guaranteed_no_evict", "max_utilization"] = "guaranteed_no_evict"
+    kv_cache_free_gpu_mem_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
+    model_root: str = Field("/models", description="where the repository is mounted inside the container")
+
+
 class RepositorySpec(_Strict):
-    target: Literal["local", "nvidia", "cpu-container"] = "local"
+    target: Literal["local", "nvidia", "cpu-container", "trtllm"] = "local"
     max_batch_size: Annotated[int, Field(ge=0)] = 32
     max_queue_delay_us: Annotated[int, Field(ge=0)] = 2000
     instances: Annotated[int, Field(ge=1)] = 1
@@ -229,6 +240,7 @@ class RepositorySpec(_Strict):
     response_cache: bool = False
     expose_tensor_model: bool = Field(True, description="clients that tokenize themselves may call it")
     top_k: Annotated[int, Field(ge=1)] = 3
+    trtllm: TrtllmSpec = TrtllmSpec()
 
 
 class GenerationSpec(_Strict):
@@ -249,7 +261,9 @@ class GenerationSpec(_Strict):
     @model_validator(mode="after")
     def _fits(self) -> GenerationSpec:
         if self.max_new_tokens >= self.max_context:
-            raise ValueError(f"max_new_tokens {self.max_new_tokens} must be below max_context {self.max_context}")
+            raise ValueError(
+                f"max_new_tokens {self.max_new_tokens} must be below max_context {self.max_context}"
+            )
         return self
 
 
