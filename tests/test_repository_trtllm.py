@@ -15,6 +15,7 @@ import pytest
 import yaml
 from google.protobuf import text_format
 from tokenizers import Tokenizer
+from trtllm_models import PROMPTS, tiny_decoder
 from typer.testing import CliRunner
 
 from triton_bundle.manifest import Manifest
@@ -26,57 +27,11 @@ from triton_bundle.repository.trtllm import TrtllmBuild
 from triton_bundle.repository.validate import validate_repository
 from triton_bundle.spec import load_spec
 
-PROMPTS = [
-    "Thanks for reaching out, your order ships today.",
-    "Please reset your password from the sign-in page.",
-    "Your refund will appear within five business days.",
-] * 20
-
-
-def _tokenizer() -> Tokenizer:
-    from tokenizers import decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False)
-    tok.train_from_iterator(PROMPTS, trainer)
-    return tok
-
-
-def _checkpoint(root: Path, family: str) -> Path:
-    """A tiny random decoder of the family (2 layers, hidden 32) with its tokenizer, saved as safetensors."""
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    tok = _tokenizer()
-    eos = tok.token_to_id("<|endoftext|>")
-    if family == "gpt2":
-        config = GPT2Config(
-            vocab_size=300,
-            n_embd=32,
-            n_layer=2,
-            n_head=2,
-            n_positions=128,
-            eos_token_id=eos,
-            bos_token_id=eos,
-        )
-        model = GPT2LMHeadModel(config)
-    else:
-        config = LlamaConfig(
-            vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            num_key_value_heads=2, max_position_embeddings=128, eos_token_id=eos, bos_token_id=eos,
-        )  # fmt: skip
-        model = LlamaForCausalLM(config)
-    path = root / family
-    model.save_pretrained(path)
-    tok.save(str(path / "tokenizer.json"))
-    return path
-
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
 def family_spec(request, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp(f"trtllm-{request.param}")
-    checkpoint = _checkpoint(root, request.param)
+    checkpoint = tiny_decoder(root, request.param)
     (root / "prompts.jsonl").write_text("".join(json.dumps({"text": p}) + "\n" for p in PROMPTS[:3]))
     spec_path = root / "spec.yaml"
     spec_path.write_text(
@@ -143,12 +98,10 @@ def test_generates_the_four_models_with_the_contract_and_engine_record(generated
     build = TrtllmBuild.model_validate_json((repo / f"{name}_tensorrt_llm" / "build.json").read_text())
     assert build.family == family and f"/{'gpt' if family == 'gpt2' else 'llama'}/" in build.convert_script
     assert (build.max_seq_len, build.max_input_len) == (96, 96 - 32)
-    convert, trtllm_build = build.commands(checkpoint="/ckpt", work="/w")
-    assert (
-        convert.startswith("python3 $TENSORRT_LLM_DIR/examples/models/core/")
-        and "--model_dir /ckpt" in convert
-    )
-    assert trtllm_build.startswith("trtllm-build --checkpoint_dir /w/trtllm_checkpoint")
+    convert, trtllm_build = json.loads((repo / f"{name}_tensorrt_llm" / "build.json").read_text())["commands"]
+    assert convert.startswith("python3 $TENSORRT_LLM_DIR/examples/models/core/")
+    assert "--model_dir $CHECKPOINT" in convert and f"--dtype {spec.repository.trtllm.dtype}" in convert
+    assert trtllm_build.startswith("trtllm-build --checkpoint_dir $WORK/trtllm_checkpoint")
     assert f"--output_dir {params['gpt_model_path']}" in trtllm_build and "--max_seq_len 96" in trtllm_build
 
     problems = validate_repository(repo)
@@ -271,3 +224,56 @@ def test_pre_and_post_models_tokenize_and_detokenize_in_triton(generated, tmp_pa
         inputs[1].set_data_from_numpy(np.array([[len(ids)]], dtype=np.int32))
         text = client.infer(post, inputs).as_numpy("OUTPUT")[0, 0].decode()
         assert text == tok.decode(ids) == PROMPTS[0]
+
+
+def test_build_script_runs_the_recorded_commands_into_the_engine_dir(family_spec, tmp_path: Path):
+    """docker/trtllm/build-engine.sh end to end with stand-ins for NVIDIA's two tools (the real ones need
+    a GPU: tests/test_trtllm_gpu.py): the recorded commands expand, and the engine lands where
+    gpt_model_path points, after which validate has nothing left to report."""
+    import os
+    import subprocess
+
+    _, spec, _ = family_spec
+    repo = tmp_path / "repo"
+    trt = spec.repository.trtllm.model_copy(update={"model_root": str(repo)})
+    local = spec.model_copy(update={"repository": spec.repository.model_copy(update={"trtllm": trt})})
+    generate_repository(local, tmp_path / "artifacts", out_dir=repo)
+    tools = tmp_path / "tools"
+    convert = (
+        tools
+        / "trtllm"
+        / json.loads((repo / f"{spec.name}_tensorrt_llm" / "build.json").read_text())["convert_script"]
+    )
+    convert.parent.mkdir(parents=True)
+    convert.write_text(  # records its arguments, writes the converted checkpoint
+        "import pathlib, sys\nout = pathlib.Path(sys.argv[sys.argv.index('--output_dir') + 1])\n"
+        "out.mkdir(parents=True)\n(out / 'args.txt').write_text(' '.join(sys.argv[1:]))\n"
+    )
+    fake_build = tools / "bin" / "trtllm-build"
+    fake_build.parent.mkdir()
+    fake_build.write_text(
+        '#!/usr/bin/env bash\nset -e\nwhile [[ $# -gt 0 ]]; do case "$1" in --checkpoint_dir) ckpt="$2";;'
+        ' --output_dir) out="$2";; esac; shift; done\ntest -f "$ckpt/args.txt"\nmkdir -p "$out"\n'
+        'echo engine > "$out/rank0.engine"\n'
+    )
+    fake_build.chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{fake_build.parent}:{os.environ['PATH']}",
+        "MODEL_REPOSITORY": str(repo),
+        "CHECKPOINT": str(spec.resolve(spec.source.path)),
+        "TENSORRT_LLM_DIR": str(tools / "trtllm"),
+        "WORK": str(tmp_path / "work"),
+    }
+    script = Path(__file__).parents[1] / "docker" / "trtllm" / "build-engine.sh"
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    args = (tmp_path / "work" / "trtllm_checkpoint" / "args.txt").read_text()
+    assert f"--model_dir {env['CHECKPOINT']}" in args and "--dtype float16" in args
+    assert (repo / f"{spec.name}_tensorrt_llm" / "1" / "rank0.engine").is_file()
+    assert validate_repository(repo) == []
+
+    missing = subprocess.run(
+        ["bash", str(script)], env={**env, "CHECKPOINT": str(tmp_path)}, capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "holds no Hugging Face checkpoint" in missing.stderr

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_bundle.repository.sources import RepositoryError
@@ -85,13 +85,16 @@ class TrtllmBuild(BaseModel):
     convert_script: str = Field(description="in a TensorRT-LLM checkout at the image's tensorrt_llm version")
     engine_dir: str = Field(description="where Triton reads the engine inside the container")
 
-    def commands(self, checkpoint: str = "$CHECKPOINT", work: str = "$WORK") -> list[str]:
+    @computed_field  # written into build.json: docker/trtllm/build-engine.sh runs them as they are
+    @property
+    def commands(self) -> list[str]:
+        """Checkpoint convert, then trtllm-build; $CHECKPOINT, $WORK, $TENSORRT_LLM_DIR are the script's."""
         convert = (
-            f"python3 $TENSORRT_LLM_DIR/{self.convert_script} --model_dir {checkpoint} "
-            f"--dtype {self.dtype} --output_dir {work}/trtllm_checkpoint"
+            f"python3 $TENSORRT_LLM_DIR/{self.convert_script} --model_dir $CHECKPOINT "
+            f"--dtype {self.dtype} --output_dir $WORK/trtllm_checkpoint"
         )
         build = (
-            f"trtllm-build --checkpoint_dir {work}/trtllm_checkpoint --output_dir {self.engine_dir} "
+            f"trtllm-build --checkpoint_dir $WORK/trtllm_checkpoint --output_dir {self.engine_dir} "
             f"--gemm_plugin auto --max_batch_size {self.max_batch_size} --max_input_len {self.max_input_len} "
             f"--max_seq_len {self.max_seq_len} --max_beam_width {self.max_beam_width}"
         )
