@@ -56,7 +56,7 @@ def test_streams_measure_ttft_itl_and_tokens(triton, cli, tmp_path: Path, protoc
     url = triton.http_url if protocol == "http" else triton.grpc_url
     result = cli(
         "loadtest", SPEC, "-w", tmp_path, "--protocol", protocol, "--url", url,
-        "--http-url", triton.http_url, "--metrics-url", triton.metrics_url, "-u", 3, "-t", 3, "-n", 60,
+        "--http-url", triton.http_url, "--metrics-url", triton.metrics_url, "-u", 3, "-t", 2, "-n", 60,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "streamed generation" in result.output and "all SLOs met" in result.output
