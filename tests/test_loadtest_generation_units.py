@@ -70,8 +70,16 @@ def test_generation_spec_drives_prompt_workload():
     assert workload.kind == "prompt"
     assert workload.expected_inputs() == {"text_input": "BYTES", "max_tokens": "INT32"}
     assert all(len(p.split()) <= 6 for p in workload.texts) and "Hello" in workload.texts
-    spec.loadtest.generation.prompt_words = None
-    assert max(len(p.split()) for p in prompt_workload(spec).texts) > 6
+    spec.loadtest.generation.prompt_words = None  # falls back to the generation section's
+    spec.generation.prompt_words = 2
+    assert max(len(p.split()) for p in prompt_workload(spec).texts) == 2
+
+
+def test_load_test_cannot_ask_for_more_tokens_than_the_server_allows(tmp_path: Path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.read_text() + "generation: {max_context: 64, max_new_tokens: 4}\n")
+    with pytest.raises(SpecError, match=r"max_tokens 8 exceeds generation\.max_new_tokens 4"):
+        load_spec(spec)
 
 
 def test_generation_slo_fields_refuse_nonsense(tmp_path: Path):

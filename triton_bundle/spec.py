@@ -301,7 +301,7 @@ class GenerationLoadSpec(_Strict):
 
     max_tokens: Annotated[int, Field(ge=1)] = 64
     prompt_words: Annotated[int | None, Field(ge=1)] = Field(
-        16, description="prompts are the first N words of each data text (None: the whole text)"
+        None, description="prompts are the first N words of each data text (None: generation.prompt_words)"
     )
     temperature: Annotated[float | None, Field(ge=0)] = Field(None, description="None: greedy decoding")
 
@@ -358,6 +358,14 @@ class ModelSpec(_Strict):
             raise ValueError("give source.path (a checkpoint directory) or a finetune section that makes one")
         if self.task == "tensor" and not self.inputs:
             raise ValueError("task 'tensor' needs 'inputs' (name, dtype, shape with named dynamic dims)")
+        if (
+            self.task == "text-generation"
+            and self.loadtest.generation.max_tokens > self.generation.max_new_tokens
+        ):
+            raise ValueError(
+                f"loadtest.generation.max_tokens {self.loadtest.generation.max_tokens} exceeds "
+                f"generation.max_new_tokens {self.generation.max_new_tokens}: the server would refuse every stream"
+            )
         if self.shapes.batch.max < self.repository.max_batch_size:
             raise ValueError(
                 f"repository.max_batch_size {self.repository.max_batch_size} exceeds "

@@ -251,9 +251,10 @@ def tensor_workload(spec: ModelSpec) -> Workload:
 
 
 def prompt_workload(spec: ModelSpec, *, pool_size: int = DEFAULT_POOL_SIZE, seed: int = 0) -> Workload:
-    """Generation prompts: the first `loadtest.generation.prompt_words` words of each data text."""
+    """Generation prompts: the first N words of each data text (loadtest.generation.prompt_words, else
+    generation.prompt_words: the length the export's parity prompts have)."""
     texts = text_workload(spec, pool_size=pool_size, seed=seed)
-    words = spec.loadtest.generation.prompt_words
+    words = spec.loadtest.generation.prompt_words or spec.generation.prompt_words
     prompts = [" ".join(t.split()[:words]) if words else t for t in texts.texts]
     cut = f", first {words} words each" if words else ""
     return Workload(
