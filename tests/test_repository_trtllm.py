@@ -277,3 +277,52 @@ def test_build_script_runs_the_recorded_commands_into_the_engine_dir(family_spec
         ["bash", str(script)], env={**env, "CHECKPOINT": str(tmp_path)}, capture_output=True, text=True
     )
     assert missing.returncode == 2 and "holds no Hugging Face checkpoint" in missing.stderr
+
+
+def _llmapi(spec):
+    trt = spec.repository.trtllm.model_copy(update={"flavor": "llmapi"})
+    return spec.model_copy(update={"repository": spec.repository.model_copy(update={"trtllm": trt})})
+
+
+def test_llmapi_flavor_maps_the_contract_onto_nvidias_llm_api_model(family_spec, tmp_path: Path):
+    import subprocess
+
+    _, spec, _ = family_spec
+    spec = _llmapi(spec)
+    repo = generate_repository(spec, tmp_path / "artifacts", out_dir=tmp_path / "repo")
+    llm = f"{spec.name}_tensorrt_llm"
+    assert {p.name for p in repo.iterdir() if p.is_dir()} == {spec.name, llm}
+    step = _config(repo, spec.name).ensemble_scheduling.step[0]
+    assert step.model_name == llm and dict(step.input_map)["sampling_param_max_tokens"] == "max_tokens"
+    assert dict(step.input_map)["streaming"] == "stream" and dict(step.output_map) == {
+        "text_output": "text_output"
+    }
+    settings = yaml.safe_load((repo / llm / "1" / "model.yaml").read_text())
+    assert settings["model"] == "/checkpoint" and settings["backend"] == "pytorch"
+    assert settings["triton_config"] == {"max_batch_size": 0, "decoupled": True}
+    assert settings["max_seq_len"] == spec.generation.max_context
+    # The model.py NVIDIA ships sets max_batch_size / decoupled from model.yaml: config.pbtxt leaves them out.
+    config = _config(repo, llm)
+    assert config.max_batch_size == 0 and not config.HasField("model_transaction_policy")
+    problems = validate_repository(repo)
+    assert [(p.severity, "model.py, helpers.py" in p.message) for p in problems] == [("warning", True)]
+
+    broken = _broken_copy(repo, tmp_path / "broken")
+    path = broken / llm / "1" / "model.yaml"
+    path.write_text(yaml.safe_dump({**settings, "triton_config": {"max_batch_size": 8, "decoupled": False}}))
+    errors = [p.message for p in validate_repository(broken) if p.severity == "error"]
+    assert any("decoupled is not true" in m for m in errors) and any(
+        "max_batch_size is 8" in m for m in errors
+    )
+
+    # The build script copies NVIDIA's two files (a stand-in checkout here) and builds nothing.
+    source = tmp_path / "trtllm" / "triton_backend" / "all_models" / "llmapi" / "tensorrt_llm" / "1"
+    source.mkdir(parents=True)
+    for name in ("model.py", "helpers.py"):
+        (source / name).write_text(f"# {name}\n")
+    env = {"PATH": "/usr/bin:/bin", "MODEL_REPOSITORY": str(repo), "TENSORRT_LLM_DIR": str(tmp_path / "trtllm"),
+           "CHECKPOINT": str(spec.resolve(spec.source.path)), "WORK": str(tmp_path / "work")}  # fmt: skip
+    script = Path(__file__).parents[1] / "docker" / "trtllm" / "build-engine.sh"
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert validate_repository(repo) == []

@@ -224,6 +224,14 @@ class TrtllmSpec(_Strict):
 
     Engine limits come from the generation section (max_sequences, max_context, max_new_tokens)."""
 
+    flavor: Literal["engine", "llmapi"] = Field(
+        "engine",
+        description="engine: inflight_batcher_llm model set over a trtllm-build engine; llmapi: TensorRT-LLM's "
+        "LLM API (PyTorch backend) model, no engine build (the route NVIDIA's 2026 docs recommend)",
+    )
+    checkpoint_mount: str = Field(
+        "/checkpoint", description="llmapi: the checkpoint's path inside the container"
+    )
     dtype: Literal["float16", "bfloat16", "float32"] = "float16"
     batch_scheduler_policy: Literal["guaranteed_no_evict", "max_utilization"] = "guaranteed_no_evict"
     kv_cache_free_gpu_mem_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
@@ -299,7 +307,9 @@ class SLOSpec(_Strict):
 class GenerationLoadSpec(_Strict):
     """text-generation load tests: what each simulated user asks for."""
 
-    max_tokens: Annotated[int, Field(ge=1)] = 64
+    max_tokens: Annotated[int | None, Field(ge=1)] = Field(
+        None, description="new tokens per stream (None: 64, capped at generation.max_new_tokens)"
+    )
     prompt_words: Annotated[int | None, Field(ge=1)] = Field(
         None, description="prompts are the first N words of each data text (None: generation.prompt_words)"
     )
@@ -358,13 +368,11 @@ class ModelSpec(_Strict):
             raise ValueError("give source.path (a checkpoint directory) or a finetune section that makes one")
         if self.task == "tensor" and not self.inputs:
             raise ValueError("task 'tensor' needs 'inputs' (name, dtype, shape with named dynamic dims)")
-        if (
-            self.task == "text-generation"
-            and self.loadtest.generation.max_tokens > self.generation.max_new_tokens
-        ):
+        asked = self.loadtest.generation.max_tokens
+        if self.task == "text-generation" and asked is not None and asked > self.generation.max_new_tokens:
             raise ValueError(
-                f"loadtest.generation.max_tokens {self.loadtest.generation.max_tokens} exceeds "
-                f"generation.max_new_tokens {self.generation.max_new_tokens}: the server would refuse every stream"
+                f"loadtest.generation.max_tokens {asked} exceeds generation.max_new_tokens "
+                f"{self.generation.max_new_tokens}: the server would refuse every stream"
             )
         if self.shapes.batch.max < self.repository.max_batch_size:
             raise ValueError(

@@ -33,6 +33,7 @@ from triton_bundle.repository.contract import ensemble_model
 from triton_bundle.spec import ModelSpec, SLOSpec
 
 STAGE = "loadtest"
+DEFAULT_MAX_TOKENS = 64  # text-generation streams, when neither the spec nor --max-tokens says
 _RUN_MARKERS = (
     "locust_settings.json",
     "*/locust_settings.json",
@@ -130,9 +131,8 @@ def generation_settings(spec: ModelSpec, o: Overrides) -> GenerationSettings | N
     if spec.task != "text-generation":
         return None
     gen = spec.loadtest.generation
-    return GenerationSettings(
-        max_tokens=o.max_tokens or gen.max_tokens, temperature=gen.temperature, seed=o.seed
-    )
+    max_tokens = o.max_tokens or gen.max_tokens or min(DEFAULT_MAX_TOKENS, spec.generation.max_new_tokens)
+    return GenerationSettings(max_tokens=max_tokens, temperature=gen.temperature, seed=o.seed)
 
 
 def prepare_run_dir(path: Path, force: bool) -> Path:

@@ -182,6 +182,10 @@ def trtllm_plan(spec: ModelSpec, checkpoint: Path | None) -> RepositoryPlan:
         )
     tokenizer = tokenizer_source(checkpoint)  # refuses a missing checkpoint with the command that makes one
     assert checkpoint is not None
+    if spec.repository.trtllm.flavor == "llmapi":
+        from triton_bundle.repository.trtllm_llmapi import llmapi_plan
+
+        return llmapi_plan(spec, checkpoint)
     build = build_plan(spec, checkpoint)
     end_id, pad_id = special_ids(checkpoint)
     tok_files = {f"1/{TOKENIZER_FILE}": tokenizer.tokenizer_json}

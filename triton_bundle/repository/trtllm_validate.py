@@ -113,3 +113,37 @@ def check_generation_ensemble(config: mc.ModelConfig, engine_step: mc.ModelEnsem
         message = f"the engine's 'streaming' input is not wired to 'stream' (step '{engine_step.model_name}')"
         found.append(("config.pbtxt", message, 'input_map { key: "streaming" value: "stream" }', "error"))
     return found
+
+
+def check_llmapi(directory: Path) -> list[Finding]:
+    """The LLM-API model: its model.yaml names a checkpoint and streams (decoupled); NVIDIA's files present."""
+    import yaml
+
+    from triton_bundle.repository.trtllm_llmapi import MODEL_YAML, NVIDIA_FILES
+
+    path = directory / "1" / MODEL_YAML
+    try:
+        settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        return [(f"1/{MODEL_YAML}", f"does not parse: {exc}", _REGENERATE, "error")]
+    found: list[Finding] = []
+    triton = settings.get("triton_config") or {}
+    if not settings.get("model"):
+        found.append((f"1/{MODEL_YAML}", "no 'model' (the checkpoint to load)", _REGENERATE, "error"))
+    if triton.get("decoupled") is not True:
+        found.append(
+            (
+                f"1/{MODEL_YAML}",
+                "triton_config.decoupled is not true: tokens cannot stream",
+                _REGENERATE,
+                "error",
+            )
+        )
+    if triton.get("max_batch_size") != 0:
+        message = f"triton_config.max_batch_size is {triton.get('max_batch_size')!r}; the ensemble in front expects 0"
+        found.append((f"1/{MODEL_YAML}", message, _REGENERATE, "error"))
+    missing = [name for name in NVIDIA_FILES if not (directory / "1" / name).is_file()]
+    if missing:
+        fix = "copy them from TensorRT-LLM triton_backend/all_models/llmapi/tensorrt_llm/1/ (docker/trtllm/build-engine.sh)"
+        found.append(("1/", f"NVIDIA's {', '.join(missing)} not in place yet", fix, "warning"))
+    return found

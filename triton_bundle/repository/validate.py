@@ -36,7 +36,12 @@ from triton_bundle.repository.tensors import (
 )
 from triton_bundle.repository.triton_images import images_for_tensorrt, release, tensorrt_for_image
 from triton_bundle.repository.trtllm import TRTLLM_BACKEND
-from triton_bundle.repository.trtllm_validate import Finding, check_generation_ensemble, check_tensorrtllm
+from triton_bundle.repository.trtllm_validate import (
+    Finding,
+    check_generation_ensemble,
+    check_llmapi,
+    check_tensorrtllm,
+)
 
 Severity = Literal["error", "warning"]
 
@@ -67,6 +72,8 @@ class _Model:
             return "onnxruntime"
         if self.config.backend == TRTLLM_BACKEND:
             return "tensorrtllm"
+        if self.config.backend == PYTHON_BACKEND and (self.directory / "1" / "model.yaml").is_file():
+            return "trtllm_llmapi"  # TensorRT-LLM's LLM-API model: NVIDIA's model.py, our model.yaml
         if self.config.backend == PYTHON_BACKEND:
             if "tokenizer_file" in self.params:
                 return "tokenizer"
@@ -155,6 +162,8 @@ class _Checker:
                 self._check_engines(model, version)
         elif kind == "tensorrtllm":
             self._add_findings(model, check_tensorrtllm(model.directory, model.config))
+        elif kind == "trtllm_llmapi":
+            self._add_findings(model, check_llmapi(model.directory))
         elif kind == "ensemble":
             self._check_ensemble(model)
             self._check_generation_contract(model)
@@ -179,7 +188,7 @@ class _Checker:
         """An ensemble in front of a TensorRT-LLM model must honour the generation contract."""
         for step in ensemble.config.ensemble_scheduling.step:
             member = self.models.get(step.model_name)
-            if member is not None and member.kind == "tensorrtllm":
+            if member is not None and member.kind in ("tensorrtllm", "trtllm_llmapi"):
                 self._add_findings(ensemble, check_generation_ensemble(ensemble.config, step))
 
     def _check_versions(self, model: _Model) -> None:
