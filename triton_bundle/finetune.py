@@ -89,6 +89,10 @@ def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneRes
     quiet_offline()
     if spec.finetune is None:
         raise FinetuneError("the spec has no 'finetune' section")
+    if spec.task == "text-generation":  # a decoder: its own trainer (eval_accuracy is exp(-held-out loss))
+        from triton_bundle.generation.train import finetune_causal_lm
+
+        return finetune_causal_lm(spec, workdir, force)
     if spec.task != "text-classification":
         raise FinetuneError(f"fine-tuning is built for text-classification, not '{spec.task}'")
     cfg = spec.finetune
