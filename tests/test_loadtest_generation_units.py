@@ -18,6 +18,10 @@ def test_record_times_first_token_gaps_and_rate():
     assert record.ttft_ms == pytest.approx(200.0)
     assert record.itl_ms == pytest.approx([50.0, 100.0])
     assert record.tokens == 3 and record.tokens_per_s == pytest.approx(3 / 0.4)
+    assert record.arrival_offsets_ms() == pytest.approx([200.0, 250.0, 350.0])
+    stats = GenerationStats()
+    stats.record("u", record_from_arrivals(0.0, [0.5, 1.2, 1.9], ended_at=2.0), ended_at_epoch=1002.0)
+    assert stats.tokens_by_second == {1000: 1, 1001: 2}, "tokens land in the second they arrived"
     empty = record_from_arrivals(1.0, [], ended_at=2.0)
     assert empty.ttft_ms is None and empty.itl_ms == [] and empty.tokens_per_s is None
 

@@ -80,7 +80,9 @@ class ParityReport(BaseModel):
         if self.min_cosine is not None:
             lines.append(f"\nMinimum cosine similarity: {self.min_cosine:.6f}")
         if self.generation_match is not None:
-            lines.append(f"\nGreedy generation equal to PyTorch generate(): {self.generation_match:.4f} of prompts")
+            lines.append(
+                f"\nGreedy generation equal to PyTorch generate(): {self.generation_match:.4f} of prompts"
+            )
         facts = []
         if self.exporter_attempts:
             facts += [f"exporter failed first: {attempt}" for attempt in self.exporter_attempts]

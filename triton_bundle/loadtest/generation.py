@@ -26,6 +26,12 @@ class StreamRecord(BaseModel):
     latency_ms: float
     tokens: int
 
+    def arrival_offsets_ms(self) -> list[float]:
+        """Each token's arrival, ms after the request was sent."""
+        if self.ttft_ms is None:
+            return []
+        return list(itertools.accumulate(self.itl_ms, initial=self.ttft_ms))
+
     @property
     def tokens_per_s(self) -> float | None:
         """What this stream delivered: tokens over the whole request (prefill included)."""
@@ -116,8 +122,9 @@ class GenerationStats:
         self.streams += 1
         self.tokens += record.tokens
         self.user_tokens[user] = self.user_tokens.get(user, 0) + record.tokens
-        second = int(ended_at_epoch)
-        self.tokens_by_second[second] = self.tokens_by_second.get(second, 0) + record.tokens
+        for offset in record.arrival_offsets_ms():  # each token in the wall-clock second it arrived
+            second = int(ended_at_epoch - (record.latency_ms - offset) / 1000.0)
+            self.tokens_by_second[second] = self.tokens_by_second.get(second, 0) + 1
         if record.ttft_ms is not None:
             key = bucket_ms(record.ttft_ms)
             self.ttft[key] = self.ttft.get(key, 0) + 1
