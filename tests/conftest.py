@@ -90,3 +90,15 @@ def textgen_workdir(request, tmp_path_factory: pytest.TempPathFactory):
     finetune(spec, workdir)
     export_model(spec, workdir)
     return spec, workdir
+
+
+@pytest.fixture(scope="session")
+def textgen_server(textgen_workdir):
+    """(spec, workdir, server): the family's decoder served by a real local Triton on free ports."""
+    from triton_bundle.repository.generate import generate_repository
+    from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
+
+    spec, workdir = textgen_workdir
+    repository = generate_repository(spec, workdir, out_dir=workdir.parent / "model_repository", force=True)
+    with LocalTriton(ServerConfig(repository=repository, log_file=workdir.parent / "triton.log")) as server:
+        yield spec, workdir, server

@@ -9,6 +9,7 @@ def register_all(app: typer.Typer) -> None:
     # Stage CLI modules import their heavy dependencies (torch, onnx, tritonclient) lazily, inside the
     # commands, so `triton-bundle --help` stays fast.
     from triton_bundle.client import cli as client_cli
+    from triton_bundle.client import generate_cli
     from triton_bundle.engine import cli as engine_cli
     from triton_bundle.export import cli as export_cli
     from triton_bundle.loadtest import cli as loadtest_cli
@@ -28,4 +29,5 @@ def register_all(app: typer.Typer) -> None:
     app.command("preflight")(preflight_cli.preflight_command)
     app.command("infer")(client_cli.infer_command)
     app.command("stats")(client_cli.stats_command)
+    app.command("generate")(generate_cli.generate_command)
     loadtest_cli.register(app)

@@ -106,6 +106,10 @@ def source_onnx(spec: ModelSpec, manifest: Manifest, workdir: Path, variant: str
 def plan_profiles(
     spec: ModelSpec, manifest: Manifest, workdir: Path, onnx_path: Path, source: ProfileSource
 ) -> ProfilePlan:
+    if spec.task == "text-generation":  # past length is a profile dim of its own (0 for a prefill)
+        from triton_bundle.engine.profiles import decoder_plan
+
+        return decoder_plan(spec.shapes, spec.generation.max_context, onnx_path)
     if source == "spec":
         return spec_plan(spec.shapes, onnx_path)
     checkpoint = relocate(

@@ -409,6 +409,10 @@ def make_variants(
         raise PrecisionError(f"unknown precision variant(s) {unknown}; expected some of {list(BUILDERS)}")
     for variant in wanted:
         check_overwrite(workdir / PRECISION_DIR / variant, force)
+    if spec.task == "text-generation":  # a KV-cache decoder: gated on next-token agreement and perplexity
+        from triton_bundle.precision.decoder_variants import make_decoder_variants
+
+        return make_decoder_variants(spec, workdir, wanted)
     manifest = Manifest.load(workdir, spec.name)
     (workdir / PRECISION_DIR).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".work-", dir=workdir / PRECISION_DIR) as scratch:

@@ -28,6 +28,7 @@ PYTHON_REQUIREMENTS_FILE = "python_backend_requirements.txt"
 _CONTAINER_PYTHON_PACKAGES = {
     "text": ["tokenizers>=0.20", "numpy"],
     "vision": ["pillow", "numpy"],
+    "generation": ["tokenizers>=0.20", "numpy", "onnxruntime"],  # the decoder runs in the Python model
 }
 
 
@@ -78,7 +79,7 @@ def generate_repository(
 
     extra: dict[str, str] = {}
     if options.target != "local":
-        kind = "vision" if spec.task == "image-classification" else "text"
+        kind = {"image-classification": "vision", "text-generation": "generation"}.get(spec.task, "text")
         extra[PYTHON_REQUIREMENTS_FILE] = (
             "# pip install these into the Triton image: the Python-backend models of this repository need them\n"
             + "\n".join(_CONTAINER_PYTHON_PACKAGES[kind])
