@@ -113,3 +113,25 @@ def test_refused_streams_are_failures_not_tokens(triton, cli, tmp_path: Path, pr
     assert "max_tokens" in client["errors"][0]["error"], "the server's reason reaches the report"
     failed = set(report["failed_slos"])
     assert {"max_error_rate", "ttft_p95_ms", "min_tokens_per_s"} <= failed, "unmeasured SLOs fail too"
+
+
+def test_streams_against_the_served_decoder(textgen_server, cli, tmp_path: Path):
+    """The real thing: the spec's decoupled decoder (tiny GPT-2 and Llama) under two streaming users."""
+    spec, _, server = textgen_server
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(
+        SPEC.read_text()
+        .replace("name: fake-gen", f"name: {spec.name}")
+        .replace("max_tokens: 8", "max_tokens: 6")
+    )
+    result = cli(
+        "loadtest", spec_file, "-w", tmp_path, "--url", server.http_url, "--metrics-url", server.metrics_url,
+        "-u", 2, "-t", 2, "-n", 40,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    client = _report(tmp_path / "loadtest")["result"]["client"]
+    gen = client["generation"]
+    assert client["failures"] == 0 and gen["streams"] == client["requests"] > 0
+    # A stream may end early at the end-of-text token, never past max_tokens.
+    assert gen["streams"] <= gen["tokens"] <= 6 * gen["streams"]
+    assert gen["ttft"]["p50_ms"] > 0 and len(gen["user_tokens_per_s"]) == 2

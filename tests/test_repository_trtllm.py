@@ -326,3 +326,19 @@ def test_llmapi_flavor_maps_the_contract_onto_nvidias_llm_api_model(family_spec,
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert validate_repository(repo) == []
+
+
+def test_trtllm_repository_from_the_fine_tuned_decoder(textgen_workdir, tmp_path: Path):
+    """The same spec that serves locally, taken to the TensorRT-LLM target from its fine-tuned checkpoint."""
+    spec, shared = textgen_workdir
+    workdir = tmp_path / "artifacts"  # a copy: the session's manifest keeps its local repository record
+    shutil.copytree(shared, workdir)
+    repo = generate_repository(spec, workdir, out_dir=tmp_path / "trtllm", target="trtllm")
+    problems = validate_repository(repo)
+    assert [p.severity for p in problems] == ["warning"], problems  # only: no engine built yet
+    build = TrtllmBuild.model_validate_json((repo / f"{spec.name}_tensorrt_llm" / "build.json").read_text())
+    assert (
+        build.family == spec.name.removeprefix("tiny-") and build.max_seq_len == spec.generation.max_context
+    )
+    local = Manifest.load(workdir, spec.name)
+    assert local.stages["repository"].details["target"] == "trtllm"
