@@ -119,6 +119,7 @@ def test_streams_against_the_served_decoder(textgen_server, cli, tmp_path: Path)
     """The real thing: the spec's decoupled decoder (tiny GPT-2 and Llama) under two streaming users."""
     spec, _, server = textgen_server
     spec_file = tmp_path / "spec.yaml"
+    shutil.copy(SPEC.parent / "prompts.jsonl", tmp_path / "prompts.jsonl")
     spec_file.write_text(
         SPEC.read_text()
         .replace("name: fake-gen", f"name: {spec.name}")
