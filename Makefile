@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 SPEC   ?= examples/minilm-intent/spec.yaml
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format benchmark benchmark-quick soak clean
+GEN_SPEC ?= examples/support-gpt/spec.yaml
+
+.PHONY: install demo demo-generate test test-fast lint format benchmark benchmark-quick soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +21,10 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/triton-bundle demo $(SPEC)
+
+# Text generation: train a small decoder on support replies, export with a KV cache, gate, serve, stream.
+demo-generate: install
+	$(BIN)/triton-bundle demo $(GEN_SPEC)
 
 test: install
 	$(BIN)/python -m pytest -q
