@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -32,6 +31,14 @@ def _reference(spec, workdir, prompts, new_tokens=NEW_TOKENS):
         tokens = [t for t in tokens if t != tokenizer.eos_token_id]
         out.append((tokens, backend.decode(tokens, skip_special_tokens=True)))
     return out
+
+
+def _full_length_prompt(spec, workdir, new_tokens):
+    """The first held-out prompt whose greedy continuation does not stop early."""
+    for prompt in heldout(spec).prompts:
+        if len(_reference(spec, workdir, [prompt], new_tokens)[0][0]) == new_tokens:
+            return prompt
+    pytest.fail(f"every held-out prompt hits end-of-text within {new_tokens} greedy tokens")
 
 
 def test_served_greedy_equals_pytorch_under_concurrency(textgen_server):
@@ -66,8 +73,8 @@ def test_http_generate_and_sse_stream_agree(textgen_server):
 
 
 def test_async_grpc_and_http_streams(textgen_server):
-    spec, _, server = textgen_server
-    prompt = heldout(spec).prompts[1]
+    spec, workdir, server = textgen_server
+    prompt = _full_length_prompt(spec, workdir, 8)
 
     async def run(url):
         client = AsyncTextGenerator(url)
@@ -75,40 +82,61 @@ def test_async_grpc_and_http_streams(textgen_server):
 
     grpc_text = asyncio.run(run(f"grpc://{server.grpc_url}"))
     http_text = asyncio.run(run(f"http://{server.http_url}"))
-    assert grpc_text == http_text and grpc_text
+    assert grpc_text == http_text and len(grpc_text) == 8
     assert (
         "".join(grpc_text) == TextGenerator(f"grpc://{server.grpc_url}").generate(spec.name, prompt, 8).text
     )
 
 
 def test_request_arriving_mid_decode_joins_and_finishes_first(textgen_server):
-    """In-flight batching: a short request sent while a long one decodes finishes before it."""
+    """In-flight batching: a short request sent while a long one decodes finishes before it.
+
+    Both go over one gRPC stream; the short one is sent from the response callback as soon as the long
+    one's second token arrives, so it reaches the server while the long one still has most of its
+    tokens to go (a client connecting afresh could take longer than the tiny model's whole decode).
+    """
+    import queue
+
+    import tritonclient.grpc as grpcclient
+
+    from triton_bundle.client.generation import GenerationRequest, _grpc_inputs
+
     spec, workdir, server = textgen_server
     long_tokens = spec.generation.max_new_tokens
     prompts = heldout(spec).prompts
-    # A prompt whose greedy continuation does not end early, so the long request really is long.
-    long_prompt = next(
-        p
-        for p, (tokens, _) in zip(prompts, _reference(spec, workdir, prompts, long_tokens), strict=True)
-        if len(tokens) == long_tokens
-    )
-    client = TextGenerator(f"grpc://{server.grpc_url}")
-    events: list[str] = []
-    started = threading.Event()
+    long_prompt = _full_length_prompt(spec, workdir, long_tokens)  # the long request really is long
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    events: queue.Queue = queue.Queue()
+    counts = {"long": 0, "short": 0}
 
-    def long_request():
-        for chunk in client.stream(spec.name, long_prompt, long_tokens):
-            if chunk.index == 1:
-                started.set()
-        events.append("long")
+    def on_response(result, error):
+        if error is not None:
+            events.put(("error", str(error)))
+            return
+        response = result.get_response()
+        if response.outputs:
+            counts[response.id] += 1
+        if counts["long"] == 2 and response.id == "long" and response.outputs:
+            client.async_stream_infer(
+                spec.name, short_inputs, request_id="short", enable_empty_final_response=True
+            )
+        if response.parameters["triton_final_response"].bool_param:
+            events.put((response.id, counts[response.id]))
 
-    thread = threading.Thread(target=long_request)
-    thread.start()
-    assert started.wait(120)
-    short = client.generate(spec.name, prompts[2], 2)
-    events.append("short")
-    thread.join(120)
-    assert events == ["short", "long"] and short.text is not None
+    short_inputs = _grpc_inputs(GenerationRequest(prompts[2], 2), True, grpcclient)
+    client.start_stream(callback=on_response)
+    try:
+        client.async_stream_infer(
+            spec.name,
+            _grpc_inputs(GenerationRequest(long_prompt, long_tokens), True, grpcclient),
+            request_id="long",
+            enable_empty_final_response=True,
+        )
+        finished = [events.get(timeout=120), events.get(timeout=120)]
+    finally:
+        client.stop_stream()
+        client.close()
+    assert finished == [("short", 2), ("long", long_tokens)]
 
 
 @pytest.mark.parametrize(
@@ -152,3 +180,30 @@ def test_sampling_is_seeded_and_stop_strings_cut(textgen_server):
         stop = full.strip()[1:3]
         cut = client.generate(spec.name, prompt, 12, stop=(stop,)).text
         assert stop not in cut and full.startswith(cut)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_generate_cli_streams_then_prints_timings(textgen_server, protocol):
+    import re
+
+    from typer.testing import CliRunner
+
+    from triton_bundle.cli import app
+
+    spec, _, server = textgen_server
+    url = server.http_url if protocol == "http" else server.grpc_url
+    prompt = heldout(spec).prompts[4]
+    result = CliRunner().invoke(
+        app,
+        ["generate", prompt, "--max-tokens", "10", "--stream", "-m", spec.name, "-u", f"{protocol}://{url}"],
+    )
+    assert result.exit_code == 0, result.output
+    text, last = result.output.rstrip("\n").rsplit("\n", 1)
+    match = re.fullmatch(r"\[TTFT (\d+) ms \| ([\d.]+) tokens/s \| (\d+) tokens\]", last)
+    assert match and 1 <= int(match.group(3)) <= 10
+    assert text == TextGenerator(f"{protocol}://{url}").generate(spec.name, prompt, 10).text
+    bad = CliRunner().invoke(
+        app, ["generate", "", "--max-tokens", "4", "-m", spec.name, "-u", f"{protocol}://{url}"]
+    )
+    # The console script turns this BundleError into one red line and exit status 2.
+    assert isinstance(bad.exception, InvalidInputError) and "text_input is empty" in str(bad.exception)

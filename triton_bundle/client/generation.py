@@ -192,7 +192,7 @@ class TextGenerator:
             if reply.status_code != 200:
                 raise _error(_error_text(reply.text), reply.status_code)
             index = 0
-            for line in reply.iter_lines():
+            for line in reply.iter_lines(chunk_size=None):  # None: yield events as they arrive
                 payload = _sse_payload(line) if line else None
                 if payload is None:
                     continue

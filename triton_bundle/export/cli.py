@@ -48,6 +48,10 @@ def export_command(spec_path: SpecArg, workdir: WorkdirOpt = None, force: ForceO
         console.print(f"label agreement: {report.label_agreement:.4f}")
     if report.min_cosine is not None:
         console.print(f"min cosine: {report.min_cosine:.6f}")
+    if report.generation_match is not None:
+        console.print(
+            f"greedy generation equal to PyTorch generate(): {report.generation_match:.2%} of prompts"
+        )
     for attempt in report.exporter_attempts:
         console.print(f"[yellow]exporter failed first[/] {escape(attempt)}")
     if report.frozen_dim_check:
