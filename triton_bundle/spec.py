@@ -219,6 +219,10 @@ class SLOSpec(_Strict):
     p99_ms: float | None = None
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     min_rps: float | None = None
+    queue_ms: Annotated[
+        float | None,
+        Field(gt=0, description="average time a request may wait in Triton's queues (alerts, autoscaling)"),
+    ] = None
 
 
 class LoadtestSpec(_Strict):
@@ -238,6 +242,19 @@ class LoadtestSpec(_Strict):
     slo: SLOSpec = SLOSpec()
 
 
+class OperateSpec(_Strict):
+    """Production monitoring: what `triton-bundle ops generate` adds to the SLO-derived thresholds."""
+
+    gpu_memory_ratio: Annotated[float, Field(gt=0, le=1, description="alert above this GPU memory use")] = 0.9
+    min_failure_ratio: Annotated[
+        float, Field(gt=0, le=1, description="failure-ratio alert floor when the SLO allows no errors")
+    ] = 0.01
+    queue_share_of_p95: Annotated[
+        float, Field(gt=0, le=1, description="queue-time threshold when slo.queue_ms is unset: this x p95")
+    ] = 0.25
+    scrape_job: str = Field(".*triton.*", description="regex of the Prometheus job that scrapes Triton")
+
+
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     task: Task
@@ -254,6 +271,7 @@ class ModelSpec(_Strict):
     repository: RepositorySpec = RepositorySpec()
     serving: ServingSpec = ServingSpec()
     loadtest: LoadtestSpec = LoadtestSpec()
+    operate: OperateSpec = OperateSpec()
 
     # Set by load_spec, not by the YAML: where relative paths resolve.
     base_dir: Path = Field(default=Path("."), exclude=True)
