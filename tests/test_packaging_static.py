@@ -354,7 +354,7 @@ def test_custom_resources_match_their_crds() -> None:
 
     custom = [(path, doc) for path, doc in _documents() if doc["kind"] in CRD_SCHEMAS]
     assert {doc["kind"] for _, doc in custom} == set(CRD_SCHEMAS)
-    for path, doc in custom:
+    for _, doc in custom:
         jsonschema.validate(doc, CRD_SCHEMAS[doc["kind"]])
     # The PodMonitor scrapes the port the Triton pods name "metrics".
     (monitor,) = [doc for _, doc in custom if doc["kind"] == "PodMonitor"]
