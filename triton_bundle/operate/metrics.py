@@ -47,27 +47,23 @@ METRICS_CONFIG_FLAGS = (
     "--metrics-config=summary_quantiles=0.5:0.05,0.95:0.005,0.99:0.001",
 )
 
-_PROMQL_FUNCTIONS_AND_WORDS = frozenset(
-    {
-        "sum", "avg", "max", "min", "count", "rate", "irate", "increase", "resets", "changes", "by",
-        "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "clamp_min",
-        "clamp_max", "histogram_quantile", "absent", "absent_over_time", "max_over_time", "topk", "bool",
-        "label_replace", "vector", "scalar", "offset", "time", "avg_over_time", "min_over_time",
-        "quantile", "le", "inf", "nan",
-    }
-)  # fmt: skip
-_IDENTIFIER = re.compile(r"(?<![\w\"'.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*[=!~]|\")")
+_PROMQL_KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "inf", "nan"})
+_IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
 def metric_names_in(expr: str) -> set[str]:
-    """The metric names a PromQL expression selects (label names, functions and keywords left out)."""
-    without_labels = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
-    without_groups = re.sub(
-        r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", without_labels
-    )
-    without_ranges = re.sub(r"\[[^\]]*\]", "", without_groups)
-    names = set(_IDENTIFIER.findall(without_ranges))
-    return {n for n in names if n.lower() not in _PROMQL_FUNCTIONS_AND_WORDS}
+    """The metric names a PromQL expression selects (labels, functions, keywords and numbers left out)."""
+    text = re.sub(r"\"[^\"]*\"|'[^']*'", "", expr)  # string literals (label values)
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)  # range selectors
+    text = re.sub(r"\b\d[\d.e+-]*\b", "", text)  # numbers (1e-9 would read as an identifier "e")
+    names = set()
+    for match in _IDENTIFIER.finditer(text):
+        is_function = re.match(r"\s*\(", text[match.end() :]) is not None
+        if not is_function and match.group().lower() not in _PROMQL_KEYWORDS:
+            names.add(match.group())
+    return names
 
 
 def scrape_metric_names(metrics_url: str, timeout_s: float = 5.0) -> set[str]:
