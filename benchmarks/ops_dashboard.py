@@ -28,6 +28,7 @@ import yaml
 from triton_bundle.client import TritonClient
 from triton_bundle.data import load_texts
 from triton_bundle.operate import dashboard, rules
+from triton_bundle.plotting import Reference, draw_references
 from triton_bundle.processes import stop_process_group
 from triton_bundle.serving.local_triton import LocalTriton, ServerConfig, free_port
 from triton_bundle.spec import load_spec
@@ -120,8 +121,9 @@ def _plot(
             xs = [float(t) - start for t, _ in values]
             ys = [float(v) for _, v in values]
             ax.plot(xs, ys, label=legend, linewidth=1.2)
-        for threshold in panel.thresholds:
-            ax.axhline(threshold, color="red", linestyle="--", linewidth=0.8, label=f"SLO {threshold:g}")
+        values = [float(v) for _, points in series for _, v in points]
+        # The plotting rules of the bundle: axes fit the data, a far-away SLO becomes a note.
+        draw_references(ax, values, [Reference(t, "SLO") for t in panel.thresholds], panel.unit, log=False)
         if not series:
             ax.text(
                 0.5, 0.5, "no data on this host (no GPU)", ha="center", va="center", transform=ax.transAxes
