@@ -115,8 +115,11 @@ def _plot(
 
     rows = math.ceil(len(panels) / 2)
     fig, axes = plt.subplots(rows, 2, figsize=(14, 3.2 * rows), squeeze=False)
-    for ax, panel, series in zip(axes.flat, panels, data, strict=False):
-        ax.set_title(panel.title, fontsize=10)
+    for ax, panel, all_series in zip(axes.flat, panels, data, strict=False):
+        # All-zero lines (no failures, an ensemble's own queue) would bury the ones that move.
+        series = [(k, v) for k, v in all_series if any(float(x) != 0 for _, x in v)] or all_series[:1]
+        hidden = len(all_series) - len(series)
+        ax.set_title(panel.title + (f" ({hidden} all-zero series hidden)" if hidden else ""), fontsize=10)
         for legend, values in series:
             xs = [float(t) - start for t, _ in values]
             ys = [float(v) for _, v in values]
