@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from triton_bundle.bearer import auth_headers
 from triton_bundle.errors import BundleError
 from triton_bundle.loadtest.settings import Endpoint
 from triton_bundle.loadtest.workload import Workload
@@ -196,6 +197,8 @@ def run_perf_analyzer(
         "-f",
         str(csv_path),
         *input_data(workload, out_dir / "perf_analyzer_input.json"),
+        # Through the authenticating proxy: the bearer token (HTTP header / gRPC metadata).
+        *[arg for key, value in auth_headers().items() for arg in ("-H", f"{key}:{value}")],
     ]
     log = out_dir / "perf_analyzer.log"
     with open(log, "wb") as fh:
@@ -208,6 +211,9 @@ def run_perf_analyzer(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+        finally:
+            # The request texts were perf_analyzer's input only: the report directory keeps no payloads.
+            (out_dir / "perf_analyzer_input.json").unlink(missing_ok=True)
     if process.returncode != 0 or not csv_path.is_file():
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise PerfAnalyzerError(f"perf_analyzer exited with {process.returncode}:\n{tail}")
