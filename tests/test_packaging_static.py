@@ -439,6 +439,10 @@ def test_inference_goes_through_the_proxy_sidecar() -> None:
     (policy,) = _kind("NetworkPolicy")
     allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
     assert allowed == {"proxy-http", "proxy-grpc", "metrics"}
+    # gRPC clients balance per call over the headless Service (one HTTP/2 connection per pod).
+    (headless,) = [s for s in _kind("Service") if s["metadata"]["name"] == "triton-headless"]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert [(p["port"], p["targetPort"]) for p in headless["spec"]["ports"]] == [(8001, "proxy-grpc")]
     # Locust users send the token from the same Secret.
     for name in ("locust-master", "locust-worker"):
         (deployment,) = [d for d in _kind("Deployment") if d["metadata"]["name"] == name]
