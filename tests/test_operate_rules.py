@@ -313,3 +313,29 @@ def test_committed_files_are_generated_from_the_demo_spec() -> None:
     assert not stale, (
         f"regenerate with: triton-bundle ops generate {DEMO_SPEC.relative_to(ROOT)} --out . -f: {stale}"
     )
+
+
+def test_cli_writes_once_and_refuses_to_overwrite_without_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from triton_bundle.cli import main
+    from triton_bundle.manifest import Manifest
+
+    def run(*extra: str) -> tuple[int, str]:
+        argv = ["triton-bundle", "ops", "generate", str(DEMO_SPEC), "--out", str(tmp_path / "out")]
+        monkeypatch.setattr(sys, "argv", [*argv, "--workdir", str(tmp_path / "work"), *extra])
+        try:
+            main()
+            code = 0
+        except SystemExit as done:
+            code = done.code or 0
+        return code, capsys.readouterr().err
+
+    assert run()[0] == 0
+    assert (tmp_path / "out" / RULES_FILE).is_file()
+    assert Manifest.load(tmp_path / "work", "minilm-intent").stages["operate"].metrics["alerts"] == 8
+    code, err = run()
+    assert code == 2 and "already exists; pass --force" in err
+    assert run("-f")[0] == 0

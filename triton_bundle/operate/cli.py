@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(help="Production monitoring generated from the spec.", no_args_is_help=True)
-_console = Console()
+_console = Console(soft_wrap=True)
 
 
 @app.command()
