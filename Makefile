@@ -18,18 +18,20 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian tools the operate tests use: promtool (package prometheus) checks and unit-tests the alerting
-# rules, nginx (nginx-light) is the authenticating proxy. Skipped when present; without root or apt-get
+# rules, amtool (prometheus-alertmanager) checks the Alertmanager config, nginx (nginx-light) is the
+# authenticating proxy. Skipped when present; without root or apt-get
 # it says so and those tests skip with the reason.
 install-system:
-	@if command -v promtool >/dev/null 2>&1 && { command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx; }; then \
+	@if command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 \
+	    && { command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx; }; then \
 	  :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing Debian packages prometheus (promtool) and nginx-light"; \
+	  echo "installing Debian packages prometheus (promtool), prometheus-alertmanager (amtool), nginx-light"; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      prometheus nginx-light; } >/dev/null 2>&1 \
+	      prometheus prometheus-alertmanager nginx-light; } >/dev/null 2>&1 \
 	    || echo "warning: apt-get could not install prometheus / nginx-light: the promtool and proxy tests will skip"; \
 	else \
-	  echo "warning: promtool / nginx missing and no root apt-get: the promtool and proxy tests will skip"; \
+	  echo "warning: promtool / amtool / nginx missing and no root apt-get: those tests will skip"; \
 	fi
 
 demo: install

@@ -339,3 +339,24 @@ def test_cli_writes_once_and_refuses_to_overwrite_without_force(
     code, err = run()
     assert code == 2 and "already exists; pass --force" in err
     assert run("-f")[0] == 0
+
+
+def test_alertmanager_config_passes_amtool(tmp_path: Path) -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip(
+            "amtool is not installed: `make install-system` (apt-get install prometheus-alertmanager)"
+        )
+    config = ROOT / "docker" / "alertmanager" / "alertmanager.yml"
+    checked = subprocess.run(
+        [amtool, "check-config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # Pages route apart from warnings, and a down server does not also page as "model not ready".
+    routes = yaml.safe_load(config.read_text())["route"]["routes"]
+    assert any('severity="page"' in m for r in routes for m in r["matchers"])
+    broken = tmp_path / "broken.yml"
+    broken.write_text("route:\n  receiver: nowhere\nreceivers: []\n")
+    assert (
+        subprocess.run([amtool, "check-config", str(broken)], capture_output=True, timeout=60).returncode != 0
+    )
