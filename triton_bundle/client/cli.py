@@ -21,7 +21,7 @@ from rich.console import Console
 from triton_bundle.client.connection import DEFAULT_PORTS, parse_endpoint
 from triton_bundle.client.errors import ClientError
 from triton_bundle.client.readers import InputFormat, count_records, format_for_path, read_texts
-from triton_bundle.repository.contract import EMBEDDING_OUTPUT, LABELS_OUTPUT
+from triton_bundle.repository.contract import EMBEDDING_OUTPUT, ENTITIES_OUTPUT, LABELS_OUTPUT
 
 if TYPE_CHECKING:
     from triton_bundle.client.client import TritonClient
@@ -42,10 +42,19 @@ class FormatChoice(StrEnum):
     lines = "lines"
 
 
+class AggregationChoice(StrEnum):
+    none = "none"
+    simple = "simple"
+    first = "first"
+    average = "average"
+    max = "max"
+
+
 class TaskChoice(StrEnum):
     auto = "auto"
     classify = "classify"
     embed = "embed"
+    tag = "tag"
 
 
 UrlOpt = Annotated[
@@ -97,9 +106,11 @@ def _model_name(model: str | None, spec_path: Path | None) -> str:
     if model:
         return model
     if spec_path is not None:
+        from triton_bundle.repository.contract import entry_model
         from triton_bundle.spec import load_spec
 
-        return load_spec(spec_path).name
+        spec = load_spec(spec_path)
+        return entry_model(spec.name, spec.task)
     raise CliError("no model given: pass --model NAME or --spec SPEC.yaml")
 
 
@@ -142,9 +153,12 @@ def _choose_task(task: TaskChoice, outputs: list[str], model: str) -> str:
         return "classify"
     if EMBEDDING_OUTPUT in outputs:
         return "embed"
+    if ENTITIES_OUTPUT in outputs:
+        return "tag"
     raise CliError(
-        f"model '{model}' has neither {LABELS_OUTPUT} nor {EMBEDDING_OUTPUT} outputs (it has: "
-        f"{', '.join(outputs)}); `infer` handles text-classification and feature-extraction models"
+        f"model '{model}' has none of {LABELS_OUTPUT}, {EMBEDDING_OUTPUT}, {ENTITIES_OUTPUT} outputs (it has: "
+        f"{', '.join(outputs)}); `infer` handles text-classification, feature-extraction and "
+        "token-classification models"
     )
 
 
@@ -172,6 +186,10 @@ def infer_command(
     probabilities: Annotated[
         bool, typer.Option("--probabilities", help="add every label's probability (classification)")
     ] = False,
+    aggregation: Annotated[
+        AggregationChoice | None,
+        typer.Option("--aggregation", help="token classification: group tokens this way (default: served)"),
+    ] = None,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -188,7 +206,7 @@ def infer_command(
         ),
     ] = None,
 ) -> None:
-    """Send texts to a served model; print one JSON line per input (text, labels, scores / embedding)."""
+    """Send texts to a served model; print one JSON line per input (text, labels, scores / embedding / entities)."""
     # Imported here so `triton-bundle --help` does not pay for numpy / pydantic models.
     from triton_bundle.client.client import ClientOptions, TritonClient
     from triton_bundle.client.retry import RetryPolicy
@@ -211,7 +229,11 @@ def infer_command(
             show_bar = bool(total) and file is not None and str(file) != "-" and not sys.stdout.isatty()
             with _maybe_progress(f"{chosen} {name}", total or 0, show_bar) as advance:
                 for chunk in _chunks(records, batch_size):
-                    sys.stdout.write("".join(_infer_lines(client, chosen, name, chunk, probabilities)))
+                    if chosen == "tag":
+                        lines = _tag_lines(client, name, chunk, aggregation.value if aggregation else None)
+                    else:
+                        lines = _infer_lines(client, chosen, name, chunk, probabilities)
+                    sys.stdout.write("".join(lines))
                     sys.stdout.flush()
                     advance(len(chunk))
     finally:
@@ -249,6 +271,12 @@ def _infer_lines(
             for text, vector, version in zip(result.texts, result.vectors, result.model_versions, strict=True)
         ]
     results = client.classify(model, texts, probabilities=probabilities)
+    return [json.dumps(item.model_dump(exclude_none=True), ensure_ascii=False) + "\n" for item in results]
+
+
+def _tag_lines(client: TritonClient, model: str, texts: list[str], aggregation: str | None) -> list[str]:
+    """Token classification: one line per text with its entities (label, score, word, start, end)."""
+    results = client.tag(model, texts, aggregation=aggregation)
     return [json.dumps(item.model_dump(exclude_none=True), ensure_ascii=False) + "\n" for item in results]
 
 
