@@ -229,6 +229,20 @@ def test_tensor_workload_sends_rows_of_the_specs_npz(tmp_path):
     assert len({int(v) for v in workload.make_batch(random.Random(1), 32)[1].array}) > 1
 
 
+def test_perf_analyzer_gets_the_same_npz_rows(tmp_path):
+    from triton_bundle.loadtest.perf_analyzer import input_data
+
+    x = np.arange(6 * 7 * 4, dtype=np.float32).reshape(6, 7, 4)
+    np.savez(tmp_path / "rows.npz", x=x, k=np.arange(6, dtype=np.int64))
+    workload = workload_for(_tensor_spec(tmp_path, "rows.npz"))
+    args = input_data(workload, tmp_path / "input.json")
+    assert args == ["--input-data", str(tmp_path / "input.json")]
+    steps = json.loads((tmp_path / "input.json").read_text())["data"]
+    assert steps and all(step["x"]["shape"] == [7, 4] and step["k"]["shape"] == [] for step in steps)
+    for step in steps:
+        assert step["x"]["content"] == x[step["k"]["content"][0]].reshape(-1).tolist()
+
+
 def test_tensor_workload_refuses_a_missing_or_mismatched_npz(tmp_path):
     with pytest.raises(BundleError, match="not found"):
         workload_for(_tensor_spec(tmp_path, "missing.npz"))

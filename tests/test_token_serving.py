@@ -190,6 +190,23 @@ def test_the_token_task_goes_through_every_stage(served) -> None:
 
 
 @pytest.mark.slow
+def test_validate_names_a_token_postprocess_without_its_grouping_rules(served, tmp_path: Path) -> None:
+    import shutil
+
+    from triton_bundle.repository.validate import validate_repository
+
+    _, models = served
+    name = models["roberta"]["spec"].name
+    broken = shutil.copytree(models["roberta"]["repository"], tmp_path / "repo")
+    (broken / contract.postprocess_model(name) / "1" / "token_aggregation.py").unlink()
+    (broken / contract.postprocess_model(name) / "labels.txt").write_text("O\nB-PER\n", encoding="utf-8")
+    problems = {(p.model, p.message) for p in validate_repository(broken) if p.severity == "error"}
+    post = contract.postprocess_model(name)
+    assert (post, "the grouping rules model.py imports are missing") in problems
+    assert (post, f"2 labels for {len(LABELS)} classes") in problems
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", list(DEFAULTS))
 def test_served_entities_equal_the_pipeline_for_every_strategy(served, checkpoints, arch: str) -> None:
     from triton_bundle.client import TritonClient
