@@ -297,3 +297,27 @@ def test_infer_prints_entities_and_loadtest_drives_the_ensemble(served, tmp_path
     assert run.settings.model == spec.name and run.client.failures == 0 and run.client.requests == 60
     served_by = {m.model: m.requests for m in run.server.models}
     assert served_by.get(contract.postprocess_model(spec.name), 0) >= 60, served_by
+
+
+@pytest.mark.slow
+def test_a_split_tokenizer_batch_pads_offsets_and_marks_padding_special(served) -> None:
+    """Clients that call the tokenizer themselves: more rows than max_batch_size come back in chunks of
+    different widths; the merge pads the special-token mask with 1, as the server pads it."""
+    from triton_bundle.client import TritonClient
+
+    server, models = served
+    tokenizer = contract.tokenizer_model(models["roberta"]["spec"].name)
+    sentences = [s for s in texts() if s] * 2  # 30 rows: 4 requests of at most 8
+    with TritonClient(server.http_url) as client:
+        assert client.model_metadata(tokenizer).pad_values == {"input_ids": 1, "special_tokens_mask": 1}
+        column = np.array([s.encode() for s in sentences], dtype=object).reshape(-1, 1)
+        result = client.infer_tensors(tokenizer, {contract.TEXT_INPUT: column})
+    ids, mask = result["input_ids"], result[contract.SPECIAL_TOKENS_MASK]
+    offsets = result[contract.OFFSETS]
+    assert ids.shape == mask.shape == offsets.shape[:2] and offsets.shape[2] == 2
+    padding = ids == 1
+    assert padding.any() and (mask[padding] == 1).all() and (offsets[padding] == 0).all()
+    real = result["attention_mask"] == 1
+    for row, sentence in enumerate(sentences):
+        starts, ends = offsets[row][real[row] & (mask[row] == 0)].T
+        assert (ends <= len(sentence)).all() and (starts <= ends).all()
