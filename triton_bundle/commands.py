@@ -9,8 +9,10 @@ def register_all(app: typer.Typer) -> None:
     # Stage CLI modules import their heavy dependencies (torch, onnx, tritonclient) lazily, inside the
     # commands, so `triton-bundle --help` stays fast.
     from triton_bundle.client import cli as client_cli
+    from triton_bundle.doctor import cli as doctor_cli
     from triton_bundle.engine import cli as engine_cli
     from triton_bundle.export import cli as export_cli
+    from triton_bundle.init import cli as init_cli
     from triton_bundle.loadtest import cli as loadtest_cli
     from triton_bundle.pipeline import cli as pipeline_cli
     from triton_bundle.precision import cli as precision_cli
@@ -18,6 +20,8 @@ def register_all(app: typer.Typer) -> None:
     from triton_bundle.serving import cli as serving_cli
     from triton_bundle.serving import preflight_cli
 
+    app.command("doctor")(doctor_cli.doctor_command)
+    app.command("init")(init_cli.init_command)
     app.command("demo")(pipeline_cli.demo_command)
     app.command("finetune")(export_cli.finetune_command)
     app.command("export")(export_cli.export_command)

@@ -73,9 +73,10 @@ class FinetuneSpec(_Strict):
 class SourceSpec(_Strict):
     """Where the model comes from."""
 
-    kind: Literal["huggingface", "torch-module"] = "huggingface"
+    kind: Literal["huggingface", "torch-module", "onnx"] = "huggingface"
     path: Path | None = Field(
-        None, description="checkpoint directory; omitted when the finetune stage produces it"
+        None,
+        description="checkpoint directory (omitted when the finetune stage produces it); onnx: the .onnx file",
     )
     module: str | None = Field(None, description="torch-module: 'package.module:ClassName'")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="torch-module: constructor arguments")
@@ -88,6 +89,8 @@ class SourceSpec(_Strict):
     def _module_needs_import_path(self) -> SourceSpec:
         if self.kind == "torch-module" and not self.module:
             raise ValueError("source.kind 'torch-module' needs source.module ('package.module:ClassName')")
+        if self.kind == "onnx" and (self.path is None or self.path.suffix.lower() != ".onnx"):
+            raise ValueError(f"source.kind 'onnx' needs source.path to an .onnx file (got {self.path})")
         return self
 
 
@@ -277,6 +280,10 @@ class ModelSpec(_Strict):
     def _source_is_reachable(self) -> ModelSpec:
         if self.source.kind == "huggingface" and self.source.path is None and self.finetune is None:
             raise ValueError("give source.path (a checkpoint directory) or a finetune section that makes one")
+        if self.source.kind == "onnx" and self.task != "tensor":
+            raise ValueError(
+                f"an ONNX source is served as task 'tensor' (inputs declared), not '{self.task}'"
+            )
         if self.task == "tensor" and not self.inputs:
             raise ValueError("task 'tensor' needs 'inputs' (name, dtype, shape with named dynamic dims)")
         if self.shapes.batch.max < self.repository.max_batch_size:
