@@ -206,6 +206,14 @@ class RepositorySpec(_Strict):
     response_cache: bool = False
     expose_tensor_model: bool = Field(True, description="clients that tokenize themselves may call it")
     top_k: Annotated[int, Field(ge=1)] = 3
+    aggregation_strategy: Literal["none", "simple", "first", "average", "max"] = Field(
+        "simple",
+        description="token-classification: how tokens group into entities (Hugging Face pipeline's "
+        "aggregation_strategy); a request may override it with the AGGREGATION input",
+    )
+    ignore_labels: list[str] = Field(
+        ["O"], description="token-classification: labels left out of the entities (the pipeline's default)"
+    )
 
 
 class ServingSpec(_Strict):

@@ -147,13 +147,24 @@ def install_perf_analyzer() -> PerfAnalyzerInstall:
 
 
 def input_data(workload: Workload, path: Path, seed: int = 0) -> list[str]:
-    """perf_analyzer's --input-data JSON (texts with the workload's length mix) and extra arguments."""
+    """perf_analyzer's --input-data JSON (texts with the workload's length mix, or the tensor workload's
+    .npz rows: the same requests Locust sends) and extra arguments."""
     if workload.kind == "image":
         raise PerfAnalyzerError("loadtest-compare supports text and tensor workloads, not images yet")
-    if workload.kind == "tensor":
-        shapes = [f"--shape={t.name}:{','.join(str(d) for d in t.item_shape)}" for t in workload.tensors]
-        return ["--input-data", "random", *shapes]
     rng = random.Random(seed)
+    if workload.kind == "tensor":
+        steps = [workload.make_batch(rng, 1) for _ in range(_INPUT_SAMPLES)]
+        data = {
+            "data": [
+                {
+                    i.name: {"content": i.array.reshape(-1).tolist(), "shape": list(i.array.shape[1:])}
+                    for i in step
+                }
+                for step in steps
+            ]
+        }
+        path.write_text(json.dumps(data), encoding="utf-8")
+        return ["--input-data", str(path)]
     texts = [rng.choice(workload.texts) for _ in range(min(_INPUT_SAMPLES, len(workload.texts)))]
     data = {"data": [{workload.input_name: {"content": [t], "shape": [1]}} for t in texts]}
     path.write_text(json.dumps(data), encoding="utf-8")
