@@ -215,7 +215,7 @@ class PrecisionSpec(_Strict):
 
 
 class EngineSpec(_Strict):
-    triton_image_tag: str = Field("25.10", description="YY.MM of nvcr.io/nvidia/tritonserver (and tensorrt)")
+    triton_image_tag: str = Field("26.03", description="YY.MM of nvcr.io/nvidia/tritonserver (and tensorrt)")
     builder_optimization_level: Annotated[int, Field(ge=0, le=5)] = 3
     version_compatible: bool = False
     hardware_compatibility: Literal["none", "ampere_plus", "same_compute_capability"] = "none"
@@ -251,6 +251,14 @@ class RepositorySpec(_Strict):
     response_cache: bool = False
     expose_tensor_model: bool = Field(True, description="clients that tokenize themselves may call it")
     top_k: Annotated[int, Field(ge=1)] = 3
+    aggregation_strategy: Literal["none", "simple", "first", "average", "max"] = Field(
+        "simple",
+        description="token-classification: how tokens group into entities (Hugging Face pipeline's "
+        "aggregation_strategy); a request may override it with the AGGREGATION input",
+    )
+    ignore_labels: list[str] = Field(
+        ["O"], description="token-classification: labels left out of the entities (the pipeline's default)"
+    )
     trtllm: TrtllmSpec = TrtllmSpec()
 
 
@@ -292,6 +300,10 @@ class SLOSpec(_Strict):
     p99_ms: float | None = None
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     min_rps: float | None = None
+    queue_ms: Annotated[
+        float | None,
+        Field(gt=0, description="average time a request may wait in Triton's queues (alerts, autoscaling)"),
+    ] = None
     # text-generation: time to first token, inter-token latency, output tokens/s (unset: not gated)
     ttft_p50_ms: Annotated[float | None, Field(gt=0)] = None
     ttft_p95_ms: Annotated[float | None, Field(gt=0)] = None
@@ -337,6 +349,19 @@ class LoadtestSpec(_Strict):
     generation: GenerationLoadSpec = GenerationLoadSpec()
 
 
+class OperateSpec(_Strict):
+    """Production monitoring: what `triton-bundle ops generate` adds to the SLO-derived thresholds."""
+
+    gpu_memory_ratio: Annotated[float, Field(gt=0, le=1, description="alert above this GPU memory use")] = 0.9
+    min_failure_ratio: Annotated[
+        float, Field(gt=0, le=1, description="failure-ratio alert floor when the SLO allows no errors")
+    ] = 0.01
+    queue_share_of_p95: Annotated[
+        float, Field(gt=0, le=1, description="queue-time threshold when slo.queue_ms is unset: this x p95")
+    ] = 0.25
+    scrape_job: str = Field(".*triton.*", description="regex of the Prometheus job that scrapes Triton")
+
+
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     task: Task
@@ -353,6 +378,7 @@ class ModelSpec(_Strict):
     repository: RepositorySpec = RepositorySpec()
     serving: ServingSpec = ServingSpec()
     loadtest: LoadtestSpec = LoadtestSpec()
+    operate: OperateSpec = OperateSpec()
     generation: GenerationSpec = GenerationSpec()
 
     # Set by load_spec, not by the YAML: where relative paths resolve.

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, open_spec
 from triton_bundle.loadtest.settings import Endpoint, Protocol, ShapeKind
-from triton_bundle.loadtest.stage import Overrides, local_server
+from triton_bundle.loadtest.stage import Overrides, local_server, target_model
 from triton_bundle.spec import ModelSpec, SLOSpec
 
 console = Console()
@@ -156,7 +156,7 @@ def loadtest_command(
     )
     with (
         _endpoint(spec, workdir, serve, repository, protocol) as endpoint,
-        console.status(f"load-testing {overrides.model or spec.name} ..."),
+        console.status(f"load-testing {target_model(spec, overrides)} ..."),
     ):
         result = loadtest_stage(spec, workdir, overrides, out=out, force=force, slo=slo, endpoint=endpoint)
     print_result(result)

@@ -31,6 +31,7 @@ from triton_bundle.loadtest.users import (
     ResponseCheckError,
     server_unreachable,
 )
+from triton_bundle.redact import redact
 
 TEXT_OUTPUT = "text_output"
 _FINAL_PARAMETER = "triton_final_response"
@@ -71,7 +72,7 @@ class GenerationUser(BundleUser):
             if not arrivals:
                 raise ResponseCheckError("the stream ended without a single token")
         except Exception as exc:  # every failure is a measurement, not a crash of the user
-            exception = exc
+            exception = _without_prompt(exc, prompt)
         ended_at = time.perf_counter()
         record: StreamRecord = record_from_arrivals(sent_at, arrivals, ended_at)
         if exception is None:
@@ -105,6 +106,13 @@ class GenerationUser(BundleUser):
         raise NotImplementedError
 
 
+def _without_prompt(exc: Exception, prompt: str) -> Exception:
+    """Reports never quote a request's text: a server error echoing the prompt gets its fingerprint."""
+    message = str(exc)
+    cleaned = redact(message, [prompt])
+    return exc if cleaned == message else StreamError(f"{type(exc).__name__}: {cleaned}")
+
+
 class GenerationHttpUser(GenerationUser):
     """Triton's generate extension over HTTP: one SSE event per token."""
 
@@ -122,7 +130,9 @@ class GenerationHttpUser(GenerationUser):
     def _stream(self, prompt: str, arrivals: list[float]) -> None:
         body = request_fields(prompt, self.generation)
         timeout = self.state.settings.request_timeout_s
-        with self.client.post(self.stream_url, json=body, stream=True, timeout=timeout) as response:
+        with self.client.post(
+            self.stream_url, json=body, stream=True, timeout=timeout, headers=self.auth or None
+        ) as response:
             if response.status_code != 200:
                 raise StreamError(f"HTTP {response.status_code}: {response.text[:300]}")
             for event in sse_events(response.iter_content(chunk_size=None)):
@@ -144,7 +154,10 @@ class GenerationGrpcUser(GenerationUser):
         self._grpc = grpcclient
         self._responses: queue.Queue = queue.Queue()  # gevent-patched: get() yields to other users
         client = grpcclient.InferenceServerClient(self.state.settings.endpoint.url)
-        client.start_stream(callback=lambda result, error: self._responses.put((result, error)))
+        client.start_stream(
+            callback=lambda result, error: self._responses.put((result, error)),
+            headers=self.auth or None,  # the proxy's bearer token travels as stream metadata
+        )
         self._requests_sent = 0
         return client
 

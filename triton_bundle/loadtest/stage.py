@@ -29,7 +29,7 @@ from triton_bundle.loadtest.settings import (
 )
 from triton_bundle.loadtest.workload import Workload, workload_for
 from triton_bundle.manifest import Manifest, StageRecord
-from triton_bundle.repository.contract import ensemble_model
+from triton_bundle.repository.contract import entry_model
 from triton_bundle.spec import ModelSpec, SLOSpec
 
 STAGE = "loadtest"
@@ -64,6 +64,11 @@ class Overrides(BaseModel):
     model: str | None = None
     seed: int | None = None
     max_tokens: int | None = None
+
+
+def target_model(spec: ModelSpec, o: Overrides) -> str:
+    """--model, else the model clients call for the spec's task (the repository's entry model)."""
+    return o.model or entry_model(spec.name, spec.task)
 
 
 def _client_host(host: str) -> str:
@@ -110,7 +115,7 @@ def build_settings(
             target_rps=target_rps,
         )
         return LoadSettings(
-            model=o.model or ensemble_model(spec.name),
+            model=target_model(spec, o),
             endpoint=endpoint or resolve_endpoint(spec, o),
             shape=shape,
             request_batch_size=pick(o.request_batch_size, lt.request_batch_size),
