@@ -15,6 +15,7 @@ def register_all(app: typer.Typer) -> None:
     from triton_bundle.export import cli as export_cli
     from triton_bundle.init import cli as init_cli
     from triton_bundle.loadtest import cli as loadtest_cli
+    from triton_bundle.operate import cli as operate_cli
     from triton_bundle.pipeline import cli as pipeline_cli
     from triton_bundle.precision import cli as precision_cli
     from triton_bundle.repository import cli as repository_cli
@@ -35,3 +36,4 @@ def register_all(app: typer.Typer) -> None:
     app.command("stats")(client_cli.stats_command)
     app.command("generate")(generate_cli.generate_command)
     loadtest_cli.register(app)
+    app.add_typer(operate_cli.app, name="ops")

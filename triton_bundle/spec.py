@@ -215,15 +215,34 @@ class PrecisionSpec(_Strict):
 
 
 class EngineSpec(_Strict):
-    triton_image_tag: str = Field("25.10", description="YY.MM of nvcr.io/nvidia/tritonserver (and tensorrt)")
+    triton_image_tag: str = Field("26.03", description="YY.MM of nvcr.io/nvidia/tritonserver (and tensorrt)")
     builder_optimization_level: Annotated[int, Field(ge=0, le=5)] = 3
     version_compatible: bool = False
     hardware_compatibility: Literal["none", "ampere_plus", "same_compute_capability"] = "none"
     timing_cache: Path | None = None
 
 
+class TrtllmSpec(_Strict):
+    """text-generation on NVIDIA GPUs: Triton's TensorRT-LLM backend (repository target 'trtllm').
+
+    Engine limits come from the generation section (max_sequences, max_context, max_new_tokens)."""
+
+    flavor: Literal["engine", "llmapi"] = Field(
+        "engine",
+        description="engine: inflight_batcher_llm model set over a trtllm-build engine; llmapi: TensorRT-LLM's "
+        "LLM API (PyTorch backend) model, no engine build (the route NVIDIA's 2026 docs recommend)",
+    )
+    checkpoint_mount: str = Field(
+        "/checkpoint", description="llmapi: the checkpoint's path inside the container"
+    )
+    dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    batch_scheduler_policy: Literal["guaranteed_no_evict", "max_utilization"] = "guaranteed_no_evict"
+    kv_cache_free_gpu_mem_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
+    model_root: str = Field("/models", description="where the repository is mounted inside the container")
+
+
 class RepositorySpec(_Strict):
-    target: Literal["local", "nvidia", "cpu-container"] = "local"
+    target: Literal["local", "nvidia", "cpu-container", "trtllm"] = "local"
     max_batch_size: Annotated[int, Field(ge=0)] = 32
     max_queue_delay_us: Annotated[int, Field(ge=0)] = 2000
     instances: Annotated[int, Field(ge=1)] = 1
@@ -232,6 +251,15 @@ class RepositorySpec(_Strict):
     response_cache: bool = False
     expose_tensor_model: bool = Field(True, description="clients that tokenize themselves may call it")
     top_k: Annotated[int, Field(ge=1)] = 3
+    aggregation_strategy: Literal["none", "simple", "first", "average", "max"] = Field(
+        "simple",
+        description="token-classification: how tokens group into entities (Hugging Face pipeline's "
+        "aggregation_strategy); a request may override it with the AGGREGATION input",
+    )
+    ignore_labels: list[str] = Field(
+        ["O"], description="token-classification: labels left out of the entities (the pipeline's default)"
+    )
+    trtllm: TrtllmSpec = TrtllmSpec()
 
 
 class GenerationSpec(_Strict):
@@ -272,6 +300,35 @@ class SLOSpec(_Strict):
     p99_ms: float | None = None
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     min_rps: float | None = None
+    queue_ms: Annotated[
+        float | None,
+        Field(gt=0, description="average time a request may wait in Triton's queues (alerts, autoscaling)"),
+    ] = None
+    # text-generation: time to first token, inter-token latency, output tokens/s (unset: not gated)
+    ttft_p50_ms: Annotated[float | None, Field(gt=0)] = None
+    ttft_p95_ms: Annotated[float | None, Field(gt=0)] = None
+    ttft_p99_ms: Annotated[float | None, Field(gt=0)] = None
+    itl_p50_ms: Annotated[float | None, Field(gt=0)] = None
+    itl_p95_ms: Annotated[float | None, Field(gt=0)] = None
+    itl_p99_ms: Annotated[float | None, Field(gt=0)] = None
+    min_tokens_per_s: Annotated[float | None, Field(gt=0)] = Field(
+        None, description="output tokens per second over the run, all streams together"
+    )
+    min_stream_tokens_per_s: Annotated[float | None, Field(gt=0)] = Field(
+        None, description="median output tokens per second one stream sees (tokens / request latency)"
+    )
+
+
+class GenerationLoadSpec(_Strict):
+    """text-generation load tests: what each simulated user asks for."""
+
+    max_tokens: Annotated[int | None, Field(ge=1)] = Field(
+        None, description="new tokens per stream (None: 64, capped at generation.max_new_tokens)"
+    )
+    prompt_words: Annotated[int | None, Field(ge=1)] = Field(
+        None, description="prompts are the first N words of each data text (None: generation.prompt_words)"
+    )
+    temperature: Annotated[float | None, Field(ge=0)] = Field(None, description="None: greedy decoding")
 
 
 class LoadtestSpec(_Strict):
@@ -289,6 +346,20 @@ class LoadtestSpec(_Strict):
         int, Field(ge=-1, description="Locust workers: 0 one process, -1 one per CPU core")
     ] = 0
     slo: SLOSpec = SLOSpec()
+    generation: GenerationLoadSpec = GenerationLoadSpec()
+
+
+class OperateSpec(_Strict):
+    """Production monitoring: what `triton-bundle ops generate` adds to the SLO-derived thresholds."""
+
+    gpu_memory_ratio: Annotated[float, Field(gt=0, le=1, description="alert above this GPU memory use")] = 0.9
+    min_failure_ratio: Annotated[
+        float, Field(gt=0, le=1, description="failure-ratio alert floor when the SLO allows no errors")
+    ] = 0.01
+    queue_share_of_p95: Annotated[
+        float, Field(gt=0, le=1, description="queue-time threshold when slo.queue_ms is unset: this x p95")
+    ] = 0.25
+    scrape_job: str = Field(".*triton.*", description="regex of the Prometheus job that scrapes Triton")
 
 
 class ModelSpec(_Strict):
@@ -307,6 +378,7 @@ class ModelSpec(_Strict):
     repository: RepositorySpec = RepositorySpec()
     serving: ServingSpec = ServingSpec()
     loadtest: LoadtestSpec = LoadtestSpec()
+    operate: OperateSpec = OperateSpec()
     generation: GenerationSpec = GenerationSpec()
 
     # Set by load_spec, not by the YAML: where relative paths resolve.
@@ -329,6 +401,12 @@ class ModelSpec(_Strict):
             )
         if self.task == "tensor" and not self.inputs:
             raise ValueError("task 'tensor' needs 'inputs' (name, dtype, shape with named dynamic dims)")
+        asked = self.loadtest.generation.max_tokens
+        if self.task == "text-generation" and asked is not None and asked > self.generation.max_new_tokens:
+            raise ValueError(
+                f"loadtest.generation.max_tokens {asked} exceeds generation.max_new_tokens "
+                f"{self.generation.max_new_tokens}: the server would refuse every stream"
+            )
         if self.shapes.batch.max < self.repository.max_batch_size:
             raise ValueError(
                 f"repository.max_batch_size {self.repository.max_batch_size} exceeds "

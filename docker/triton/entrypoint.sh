@@ -10,6 +10,7 @@
 #   TRITON_ADMIN_KEY       the key itself, when no file is mounted
 #   TRITONSERVER           the server binary (default: tritonserver on PATH)
 #   ENTRYPOINT_DRY_RUN=1   print the tritonserver arguments, one per line, instead of starting it
+#   SKIP_PREFLIGHT=1       no engine preflight (TensorRT-LLM images: the backend checks its engine)
 # Extra arguments are passed on to tritonserver.
 set -euo pipefail
 
@@ -26,12 +27,25 @@ case "${control_mode}" in
     ;;
 esac
 
-if [[ "${repository}" == *"://"* ]]; then
+if [[ "${SKIP_PREFLIGHT:-0}" == "1" ]]; then
+  # TensorRT-LLM repositories: the tensorrtllm backend checks its own engine against the GPU.
+  echo "preflight: skipped (SKIP_PREFLIGHT=1)" >&2
+elif [[ "${repository}" == *"://"* ]]; then
   # Object storage is read by Triton itself; the engines can only be checked where they are files.
   echo "preflight: skipped for ${repository} (not a local path); run 'triton-bundle preflight' on a synced copy" >&2
 else
   "${PYTHON:-python3}" -m triton_bundle.serving.preflight_cli --repository "${repository}"
 fi
+
+for arg in "$@"; do
+  case "${arg}" in
+    --log-verbose | --log-verbose=0) ;;
+    --log-verbose=*)
+      echo "error: ${arg}: verbose logging writes request contents to the log; it stays off here" >&2
+      exit 2
+      ;;
+  esac
+done
 
 key_file="${TRITON_ADMIN_KEY_FILE:-/run/secrets/triton_admin_key}"
 admin_key="${TRITON_ADMIN_KEY:-}"
@@ -55,6 +69,12 @@ args=(
   "--exit-on-error=true"
   "--http-restricted-api=${admin_apis}:${admin_header}=${admin_key}"
   "--grpc-restricted-protocol=${admin_apis}:${admin_header}=${admin_key}"
+  # p50 / p95 / p99 request and queue summaries: the alerting rules and the dashboard read them.
+  "--metrics-config=summary_latencies=true"
+  "--metrics-config=summary_quantiles=0.5:0.05,0.95:0.005,0.99:0.001"
+  # Request contents never reach the log: verbose logging stays off (the admin key guards the logging API).
+  "--log-verbose=0"
+  "--log-info=true"
   "$@"
 )
 

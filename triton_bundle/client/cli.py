@@ -24,7 +24,13 @@ from triton_bundle.client.connection import DEFAULT_PORTS, parse_endpoint
 from triton_bundle.client.errors import ClientError
 from triton_bundle.client.readers import InputFormat, count_records, format_for_path, read_texts
 from triton_bundle.export.image_data import IMAGE_SUFFIXES
-from triton_bundle.repository.contract import EMBEDDING_OUTPUT, IMAGE_INPUT, LABELS_OUTPUT, TEXT_INPUT
+from triton_bundle.repository.contract import (
+    EMBEDDING_OUTPUT,
+    ENTITIES_OUTPUT,
+    IMAGE_INPUT,
+    LABELS_OUTPUT,
+    TEXT_INPUT,
+)
 
 if TYPE_CHECKING:
     from triton_bundle.client.client import TritonClient
@@ -46,10 +52,19 @@ class FormatChoice(StrEnum):
     lines = "lines"
 
 
+class AggregationChoice(StrEnum):
+    none = "none"
+    simple = "simple"
+    first = "first"
+    average = "average"
+    max = "max"
+
+
 class TaskChoice(StrEnum):
     auto = "auto"
     classify = "classify"
     embed = "embed"
+    tag = "tag"
     image = "image"
     tensor = "tensor"
 
@@ -113,9 +128,11 @@ def _model_name(model: str | None, spec_path: Path | None) -> str:
     if model:
         return model
     if spec_path is not None:
+        from triton_bundle.repository.contract import entry_model
         from triton_bundle.spec import load_spec
 
-        return load_spec(spec_path).name
+        spec = load_spec(spec_path)
+        return entry_model(spec.name, spec.task)
     raise CliError("no model given: pass --model NAME or --spec SPEC.yaml")
 
 
@@ -177,9 +194,12 @@ def _choose_task(task: TaskChoice, outputs: list[str], model: str) -> str:
         return "classify"
     if EMBEDDING_OUTPUT in outputs:
         return "embed"
+    if ENTITIES_OUTPUT in outputs:
+        return "tag"
     raise CliError(
-        f"model '{model}' has neither {LABELS_OUTPUT} nor {EMBEDDING_OUTPUT} outputs (it has: "
-        f"{', '.join(outputs)}); `infer` handles text-classification and feature-extraction models"
+        f"model '{model}' has none of {LABELS_OUTPUT}, {EMBEDDING_OUTPUT}, {ENTITIES_OUTPUT} outputs (it has: "
+        f"{', '.join(outputs)}); `infer` handles text-classification, feature-extraction and "
+        "token-classification models"
     )
 
 
@@ -212,6 +232,10 @@ def infer_command(
     probabilities: Annotated[
         bool, typer.Option("--probabilities", help="add every label's probability (classification)")
     ] = False,
+    aggregation: Annotated[
+        AggregationChoice | None,
+        typer.Option("--aggregation", help="token classification: group tokens this way (default: served)"),
+    ] = None,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -229,7 +253,7 @@ def infer_command(
     ] = None,
 ) -> None:
     """Send texts, images or tensors to a served model; print one JSON line per input (labels, scores,
-    embedding or output tensors), or write them to --out."""
+    embedding, entities or output tensors), or write them to --out."""
     # Imported here so `triton-bundle --help` does not pay for numpy / pydantic models.
     from triton_bundle.client.client import ClientOptions, TritonClient
     from triton_bundle.client.retry import RetryPolicy
@@ -253,7 +277,7 @@ def infer_command(
         elif chosen == "image":
             _infer_images(request, "image" if field == "text" else field)
         else:
-            _infer_texts(request, input_format, field, probabilities)
+            _infer_texts(request, input_format, field, probabilities, aggregation and aggregation.value)
 
 
 @dataclass(frozen=True)
@@ -292,7 +316,9 @@ def _sink(out: Path | None) -> Iterator[Callable[[str], None]]:
         yield handle.write
 
 
-def _infer_texts(request: _Request, fmt: FormatChoice, field: str, probabilities: bool) -> None:
+def _infer_texts(
+    request: _Request, fmt: FormatChoice, field: str, probabilities: bool, aggregation: str | None = None
+) -> None:
     records, total, handle = _records(request.args, request.file, fmt, field)
     try:
         with (
@@ -302,9 +328,11 @@ def _infer_texts(request: _Request, fmt: FormatChoice, field: str, probabilities
             ) as advance,
         ):
             for chunk in _chunks(records, request.batch_size):
-                write(
-                    "".join(_infer_lines(request.client, request.task, request.model, chunk, probabilities))
-                )
+                if request.task == "tag":
+                    lines = _tag_lines(request.client, request.model, chunk, aggregation)
+                else:
+                    lines = _infer_lines(request.client, request.task, request.model, chunk, probabilities)
+                write("".join(lines))
                 advance(len(chunk))
     finally:
         if handle is not None:
@@ -393,6 +421,12 @@ def _infer_lines(
             for text, vector, version in zip(result.texts, result.vectors, result.model_versions, strict=True)
         ]
     results = client.classify(model, texts, probabilities=probabilities)
+    return [json.dumps(item.model_dump(exclude_none=True), ensure_ascii=False) + "\n" for item in results]
+
+
+def _tag_lines(client: TritonClient, model: str, texts: list[str], aggregation: str | None) -> list[str]:
+    """Token classification: one line per text with its entities (label, score, word, start, end)."""
+    results = client.tag(model, texts, aggregation=aggregation)
     return [json.dumps(item.model_dump(exclude_none=True), ensure_ascii=False) + "\n" for item in results]
 
 

@@ -374,6 +374,18 @@ class TritonClient(_Shared):
         result = self.infer_tensors(model, inputs, tasks.embedding_outputs(metadata), version)
         return tasks.parse_embeddings(texts, result)
 
+    def tag(
+        self, model: str, texts: Sequence[str], *, aggregation: str | None = None, version: str = ""
+    ) -> list[tasks.TokenTags]:
+        """Entities per text (the token-classification ensemble); `aggregation` overrides the served
+        default strategy (none | simple | first | average | max) for these texts."""
+        texts = tasks.text_list(texts)
+        metadata = self.model_metadata(model, version)
+        inputs = tasks.tag_request(metadata, texts, aggregation)
+        return tasks.parse_tags(
+            texts, self.infer_tensors(model, inputs, tasks.tag_outputs(metadata), version)
+        )
+
     def classify_images(
         self, model: str, images: Sequence[tasks.ImageLike], *, version: str = ""
     ) -> list[tasks.ImageClassification]:
@@ -566,6 +578,15 @@ class AsyncTritonClient(_Shared):
         inputs = tasks.text_request(metadata, texts)
         outputs = tasks.embedding_outputs(metadata)
         return tasks.parse_embeddings(texts, await self.infer_tensors(model, inputs, outputs, version))
+
+    async def tag(
+        self, model: str, texts: Sequence[str], *, aggregation: str | None = None, version: str = ""
+    ) -> list[tasks.TokenTags]:
+        texts = tasks.text_list(texts)
+        metadata = await self.model_metadata(model, version)
+        inputs = tasks.tag_request(metadata, texts, aggregation)
+        result = await self.infer_tensors(model, inputs, tasks.tag_outputs(metadata), version)
+        return tasks.parse_tags(texts, result)
 
     async def classify_images(
         self, model: str, images: Sequence[tasks.ImageLike], *, version: str = ""

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from triton_bundle.client.errors import InvalidInputError
-from triton_bundle.repository.contract import INPUT_IDS
+from triton_bundle.repository.contract import INPUT_IDS, SPECIAL_TOKENS_MASK
 
 _BYTES = "BYTES"
 # Triton datatype -> numpy dtype the client sends (BYTES goes as an object array of bytes).
@@ -101,15 +101,17 @@ class ModelMetadata(BaseModel):
 def _pad_values(config: Mapping[str, Any], outputs: list[str]) -> dict[str, Any]:
     """Pad values the config declares: the bundle's tokenizer model pads input_ids with its `pad_id`
     parameter (1 for RoBERTa's byte-level BPE, 0 for BERT's WordPiece)."""
+    # A token-classification tokenizer marks its padding as special tokens (1), as the server does.
+    pads: dict[str, Any] = {SPECIAL_TOKENS_MASK: 1} if SPECIAL_TOKENS_MASK in outputs else {}
     parameters = config.get("parameters") or {}
     raw = parameters.get("pad_id") or {}
     value = raw.get("string_value", raw.get("stringValue")) if isinstance(raw, Mapping) else None
     if value is None or INPUT_IDS not in outputs:
-        return {}
+        return pads
     try:
-        return {INPUT_IDS: int(value)}
+        return pads | {INPUT_IDS: int(value)}
     except ValueError:
-        return {}
+        return pads
 
 
 def _tensor(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from triton_bundle.atomic import atomic_path, write_text_atomic
 from triton_bundle.errors import BundleError
 from triton_bundle.loadtest.runner import LoadtestResult, run_loadtest
 from triton_bundle.loadtest.settings import Endpoint
-from triton_bundle.loadtest.stage import Overrides, build_settings, prepare_run_dir
+from triton_bundle.loadtest.stage import Overrides, build_settings, prepare_run_dir, target_model
 from triton_bundle.loadtest.workload import Workload, workload_for
 from triton_bundle.manifest import Manifest, StageRecord
 from triton_bundle.plotting import fit_axis, wants_log
@@ -202,7 +202,12 @@ def capacity_stage(
         return outcome_of(result, mode, level, min_rate_fraction)
 
     result = search(
-        evaluate, mode=mode, start=start, limit=limit, max_steps=max_steps, model=overrides.model or spec.name
+        evaluate,
+        mode=mode,
+        start=start,
+        limit=limit,
+        max_steps=max_steps,
+        model=target_model(spec, overrides),
     )
     artifacts = write_capacity_report(result, out_dir)
     manifest = Manifest.load(workdir, spec.name)

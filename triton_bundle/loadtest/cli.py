@@ -17,7 +17,7 @@ from rich.table import Table
 
 from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, open_spec
 from triton_bundle.loadtest.settings import Endpoint, Protocol, ShapeKind
-from triton_bundle.loadtest.stage import Overrides, local_server
+from triton_bundle.loadtest.stage import Overrides, local_server, target_model
 from triton_bundle.spec import ModelSpec, SLOSpec
 
 console = Console()
@@ -51,6 +51,7 @@ def _slo(
     p99: float | None,
     err: float | None,
     rps: float | None,
+    **generation: float | None,
 ) -> SLOSpec:
     slo = spec.loadtest.slo.model_copy()
     for field, value in (
@@ -59,6 +60,7 @@ def _slo(
         ("p99_ms", p99),
         ("max_error_rate", err),
         ("min_rps", rps),
+        *generation.items(),
     ):
         if value is not None:
             setattr(slo, field, value)
@@ -106,10 +108,21 @@ def loadtest_command(
     p99_ms: Annotated[float | None, typer.Option(help="SLO override: p99 latency (ms)")] = None,
     max_error_rate: Annotated[float | None, typer.Option(min=0, max=1, help="SLO override")] = None,
     min_rps: Annotated[float | None, typer.Option(help="SLO override: minimum requests/s")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="text-generation: tokens per stream [default: spec]")
+    ] = None,
+    ttft_p95_ms: Annotated[float | None, typer.Option(help="SLO override: p95 time to first token")] = None,
+    itl_p95_ms: Annotated[float | None, typer.Option(help="SLO override: p95 inter-token latency")] = None,
+    min_tokens_per_s: Annotated[
+        float | None, typer.Option(help="SLO override: output tokens/s floor (all streams)")
+    ] = None,
     serve: ServeOpt = False,
     repository: RepositoryOpt = None,
 ) -> None:
-    """Load-test the served model with Locust and gate the release on the spec's SLOs (exit 1 on a miss)."""
+    """Load-test the served model with Locust and gate the release on the spec's SLOs (exit 1 on a miss).
+
+    text-generation specs run streaming users (HTTP SSE or gRPC streaming) that measure time to first
+    token, inter-token latency and output tokens/s."""
     from triton_bundle.loadtest.stage import loadtest_stage
 
     spec, workdir = open_spec(spec_path, workdir)
@@ -128,11 +141,22 @@ def loadtest_command(
         workers=workers,
         think_time_s=think_time,
         model=model,
+        max_tokens=max_tokens,
     )
-    slo = _slo(spec, p50_ms, p95_ms, p99_ms, max_error_rate, min_rps)
+    slo = _slo(
+        spec,
+        p50_ms,
+        p95_ms,
+        p99_ms,
+        max_error_rate,
+        min_rps,
+        ttft_p95_ms=ttft_p95_ms,
+        itl_p95_ms=itl_p95_ms,
+        min_tokens_per_s=min_tokens_per_s,
+    )
     with (
         _endpoint(spec, workdir, serve, repository, protocol) as endpoint,
-        console.status(f"load-testing {overrides.model or spec.name} ..."),
+        console.status(f"load-testing {target_model(spec, overrides)} ..."),
     ):
         result = loadtest_stage(spec, workdir, overrides, out=out, force=force, slo=slo, endpoint=endpoint)
     print_result(result)
@@ -155,6 +179,8 @@ def print_result(result) -> None:
         ms(c.latency.p99_ms),
     )
     console.print(table)
+    if c.generation is not None:
+        _print_generation(c.generation)
 
     gate = Table(title="SLO gate")
     for column in ("SLO", "threshold", "measured", "margin", "result"):
@@ -181,7 +207,7 @@ def print_result(result) -> None:
         console.print(f"[yellow]server sampling: {line}[/]")
     for e in c.errors[:3]:
         console.print(f"[red]{e.occurrences} x {e.error[:200]}[/]")
-    for key in ("summary_md", "report_json", "locust_html", "timeline_png"):
+    for key in ("summary_md", "report_json", "locust_html", "timeline_png", "generation_png"):
         if key in result.artifacts:
             console.print(f"{key}: {result.artifacts[key]}")
     if result.passed:
@@ -189,6 +215,23 @@ def print_result(result) -> None:
     else:
         for check in result.gate.failed:
             console.print(f"[bold red]{check.explain()}[/]")
+
+
+def _print_generation(gen) -> None:
+    table = Table(title="streamed generation")
+    for column in ("streams", "tokens", "tokens/s", "per stream", "TTFT p50/95/99", "ITL p50/95/99"):
+        table.add_column(column, justify="right")
+    rate = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
+    trio = lambda p: " / ".join("-" if v is None else f"{v:g}" for v in (p.p50_ms, p.p95_ms, p.p99_ms))  # noqa: E731
+    table.add_row(
+        str(gen.streams),
+        str(gen.tokens),
+        rate(gen.tokens_per_s),
+        rate(gen.stream_tokens_per_s_p50),
+        f"{trio(gen.ttft)} ms",
+        f"{trio(gen.itl)} ms",
+    )
+    console.print(table)
 
 
 # ----------------------------------------------------------------------------------------------- capacity

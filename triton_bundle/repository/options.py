@@ -8,13 +8,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triton_bundle.spec import ModelSpec
 
-Target = Literal["local", "nvidia", "cpu-container"]
+Target = Literal["local", "nvidia", "cpu-container", "trtllm"]
 Variant = Literal["fp32", "fp16", "int8", "int8-dynamic"]
 Padding = Literal["longest", "bucket", "fixed"]
 
 # Where each target's tokenizer pads to: the local runner re-pads ragged batches itself; the ORT and
 # TensorRT backends batch only equal shapes, so similar lengths are padded to the same bucket.
-DEFAULT_PADDING: dict[str, Padding] = {"local": "longest", "nvidia": "bucket", "cpu-container": "bucket"}
+DEFAULT_PADDING: dict[str, Padding] = {
+    "local": "longest",
+    "nvidia": "bucket",
+    "cpu-container": "bucket",
+    "trtllm": "longest",  # unused: the TensorRT-LLM engine takes ragged prompts
+}
 
 
 class RepositoryOptions(BaseModel):
@@ -46,6 +51,8 @@ class RepositoryOptions(BaseModel):
     intra_op_threads: Annotated[int, Field(ge=0)] = 0
     tokenizer_instances: Annotated[int, Field(ge=1)] = 1
     normalize_embeddings: bool = True
+    aggregation_strategy: Literal["none", "simple", "first", "average", "max"] = "simple"
+    ignore_labels: list[str] = Field(default_factory=lambda: ["O"])
 
     @model_validator(mode="after")
     def _distinct_versions(self) -> RepositoryOptions:
@@ -76,6 +83,8 @@ class RepositoryOptions(BaseModel):
             "response_cache": repo.response_cache,
             "expose_tensor_model": repo.expose_tensor_model,
             "top_k": repo.top_k,
+            "aggregation_strategy": repo.aggregation_strategy,
+            "ignore_labels": list(repo.ignore_labels),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls.model_validate(values)

@@ -35,6 +35,13 @@ from triton_bundle.repository.tensors import (
     type_name,
 )
 from triton_bundle.repository.triton_images import images_for_tensorrt, release, tensorrt_for_image
+from triton_bundle.repository.trtllm import TRTLLM_BACKEND
+from triton_bundle.repository.trtllm_validate import (
+    Finding,
+    check_generation_ensemble,
+    check_llmapi,
+    check_tensorrtllm,
+)
 
 Severity = Literal["error", "warning"]
 
@@ -63,7 +70,13 @@ class _Model:
             return "tensorrt"
         if self.config.platform == ONNXRUNTIME_PLATFORM or self.config.backend == "onnxruntime":
             return "onnxruntime"
+        if self.config.backend == TRTLLM_BACKEND:
+            return "tensorrtllm"
+        if self.config.backend == PYTHON_BACKEND and (self.directory / "1" / "model.yaml").is_file():
+            return "trtllm_llmapi"  # TensorRT-LLM's LLM-API model: NVIDIA's model.py, our model.yaml
         if self.config.backend == PYTHON_BACKEND:
+            if "aggregation_strategy" in self.params:
+                return "token_postprocess"
             if "tokenizer_file" in self.params:
                 return "tokenizer"
             if "model_file" in self.params:
@@ -149,18 +162,38 @@ class _Checker:
         elif kind == "tensorrt":
             for version in model.versions():
                 self._check_engines(model, version)
+        elif kind == "tensorrtllm":
+            self._add_findings(model, check_tensorrtllm(model.directory, model.config))
+        elif kind == "trtllm_llmapi":
+            self._add_findings(model, check_llmapi(model.directory))
         elif kind == "ensemble":
             self._check_ensemble(model)
-        elif kind in ("tokenizer", "classification_postprocess", "python"):
+            self._check_generation_contract(model)
+        elif kind in ("tokenizer", "classification_postprocess", "token_postprocess", "python"):
             for version in model.versions():
                 self._check_python_file(model, version)
-            if kind == "tokenizer":
+            if kind in ("tokenizer", "token_postprocess"):
                 self._check_tokenizer(model)
+            if kind == "token_postprocess":
+                self._check_token_postprocess(model)
             if kind == "classification_postprocess":
                 self._check_labels(model, model.params["labels_file"], self._class_count(model))
         for output in model.config.output:
             if output.label_filename:
                 self._check_labels(model, output.label_filename, int(output.dims[-1]) if output.dims else -1)
+
+    def _add_findings(self, model: _Model, findings: list[Finding]) -> None:
+        for file, message, fix, severity in findings:
+            self.add(
+                model.name, model.file(file), message, fix, "warning" if severity == "warning" else "error"
+            )
+
+    def _check_generation_contract(self, ensemble: _Model) -> None:
+        """An ensemble in front of a TensorRT-LLM model must honour the generation contract."""
+        for step in ensemble.config.ensemble_scheduling.step:
+            member = self.models.get(step.model_name)
+            if member is not None and member.kind in ("tensorrtllm", "trtllm_llmapi"):
+                self._add_findings(ensemble, check_generation_ensemble(ensemble.config, step))
 
     def _check_versions(self, model: _Model) -> None:
         versions = model.versions()
@@ -202,6 +235,18 @@ class _Checker:
                     "the tokenizer file is missing",
                     "regenerate the repository from a checkpoint with tokenizer.json",
                 )
+
+    def _check_token_postprocess(self, model: _Model) -> None:
+        for version in model.versions():
+            if not (model.directory / str(version) / "token_aggregation.py").is_file():
+                self.add(
+                    model.name,
+                    model.file(f"{version}/token_aggregation.py"),
+                    "the grouping rules model.py imports are missing",
+                    "regenerate the repository; the bundle copies token_aggregation.py beside model.py",
+                )
+        logits = model.inputs().get(model.params.get("logits_name", contract.LOGITS))
+        self._check_labels(model, model.params["labels_file"], logits.dims[-1] if logits else -1)
 
     def _class_count(self, model: _Model) -> int:
         probabilities = model.outputs().get(contract.PROBABILITIES_OUTPUT)
