@@ -9,6 +9,7 @@ def register_all(app: typer.Typer) -> None:
     # Stage CLI modules import their heavy dependencies (torch, onnx, tritonclient) lazily, inside the
     # commands, so `triton-bundle --help` stays fast.
     from triton_bundle.client import cli as client_cli
+    from triton_bundle.compress import cli as compress_cli
     from triton_bundle.engine import cli as engine_cli
     from triton_bundle.export import cli as export_cli
     from triton_bundle.loadtest import cli as loadtest_cli
@@ -20,6 +21,7 @@ def register_all(app: typer.Typer) -> None:
 
     app.command("demo")(pipeline_cli.demo_command)
     app.command("finetune")(export_cli.finetune_command)
+    app.command("compress")(compress_cli.compress_command)
     app.command("export")(export_cli.export_command)
     app.command("precision")(precision_cli.precision_command)
     app.command("build")(engine_cli.build_command)

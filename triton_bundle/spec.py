@@ -185,6 +185,70 @@ class PrecisionSpec(_Strict):
     sensitivity: SensitivitySpec = SensitivitySpec()
 
 
+class CompressTarget(_Strict):
+    """How small the student is: kept layers and FFN share, or a speed-up the layer count is derived from."""
+
+    layers: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="transformer layers the student keeps (the most important ones, in order)"
+    )
+    ffn_keep: Annotated[float, Field(gt=0, le=1)] = Field(
+        1.0, description="share of each layer's FFN neurons kept (the most important ones)"
+    )
+    heads_per_layer: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="attention heads kept per layer; transformers 5.x cannot load such a checkpoint for "
+        "BERT-style families (head size is derived from hidden_size / num_attention_heads), so a value "
+        "below the teacher's head count is refused with that reason",
+    )
+    speedup: Annotated[float, Field(gt=1)] | None = Field(
+        None, description="when layers is omitted: keep the most layers whose FLOPs give this speed-up"
+    )
+
+
+class DistillSpec(_Strict):
+    """Knowledge distillation: the student learns the teacher's soft targets (and gold labels)."""
+
+    epochs: Annotated[int, Field(ge=1)] = 8
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-4
+    temperature: Annotated[float, Field(gt=0)] = 2.0
+    alpha: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.8, description="weight of the soft-target loss; 1 - alpha goes to gold labels where present"
+    )
+    hidden_weight: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="weight of matching each kept layer's hidden states to the teacher's (0: off)"
+    )
+    augment: Annotated[int, Field(ge=0)] = Field(
+        2, description="augmented copies per training text, labelled by the teacher (word drop / swap)"
+    )
+    extra: list[Path] = Field(
+        default_factory=list, description="unlabelled text files the teacher labels for distillation"
+    )
+    max_length: Annotated[int, Field(ge=8)] = 128
+    seed: int = 0
+
+
+class CompressSpec(_Strict):
+    """Structured pruning + distillation between fine-tune and export (`triton-bundle compress`)."""
+
+    target: CompressTarget = CompressTarget(layers=3)
+    search_layers: list[Annotated[int, Field(ge=1)]] = Field(
+        [2, 3, 4], description="--search: students tried from small to large; the smallest that passes wins"
+    )
+    importance_samples: Annotated[int, Field(ge=8)] = Field(
+        256, description="training texts the importance of layers, heads and FFN neurons is measured on"
+    )
+    distill: DistillSpec = DistillSpec()
+    latency_rounds: Annotated[int, Field(ge=1)] = Field(
+        5, description="timed passes over the held-out length mix per model (best one reported)"
+    )
+    threads: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="CPU threads for torch and onnxruntime while compressing (default: theirs); 1 is far "
+        "faster on a CPU other processes share, where threads wait on each other",
+    )
+
+
 class EngineSpec(_Strict):
     triton_image_tag: str = Field("25.10", description="YY.MM of nvcr.io/nvidia/tritonserver (and tensorrt)")
     builder_optimization_level: Annotated[int, Field(ge=0, le=5)] = 3
@@ -250,6 +314,7 @@ class ModelSpec(_Strict):
     shapes: ShapesSpec = ShapesSpec()
     export: ExportSpec = ExportSpec()
     precision: PrecisionSpec = PrecisionSpec()
+    compress: CompressSpec | None = None
     engine: EngineSpec = EngineSpec()
     repository: RepositorySpec = RepositorySpec()
     serving: ServingSpec = ServingSpec()
