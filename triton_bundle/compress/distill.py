@@ -31,8 +31,9 @@ class DistillStats(BaseModel):
     epochs: int
     steps: int
     seconds: float
-    first_loss: float
-    final_loss: float
+    soft_loss_before: float  # distance to the teacher on the distillation texts, before training
+    soft_loss_after: float
+    final_loss: float  # training loss, mean of the last steps
     hidden_matching: bool
 
 
@@ -68,6 +69,19 @@ def _step_loss(
     return loss
 
 
+@torch.no_grad()
+def _soft_loss(
+    objective: Objective, student: nn.Module, batches: Sequence[Batch], targets, temperature
+) -> float:
+    student.eval()
+    total = 0.0
+    for batch in batches:
+        out, _ = objective.outputs(student, batch.enc)
+        target = stack_targets(targets, batch.rows, batch.mask.shape[1])
+        total += float(objective.soft_loss(out, target, batch.mask, temperature)) * len(batch.rows)
+    return total / sum(len(b.rows) for b in batches)
+
+
 def distill(
     objective: Objective,
     teacher: nn.Module,
@@ -90,6 +104,7 @@ def distill(
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
     total = steps_for(corpus, cfg)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total))
+    before = _soft_loss(objective, student, fixed, targets, cfg.temperature)
     started, losses = time.perf_counter(), []
     student.train()
     for _epoch in range(cfg.epochs):
@@ -102,10 +117,11 @@ def distill(
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             advance(1, f"loss {losses[-1]:.4f}")
+    seconds = time.perf_counter() - started
     embeddings.requires_grad_(True)
-    student.eval()
+    after = _soft_loss(objective, student, fixed, targets, cfg.temperature)
     return DistillStats(
         examples=len(corpus),
         labelled=corpus.labelled,
@@ -113,8 +129,9 @@ def distill(
         augmented=corpus.augmented,
         epochs=cfg.epochs,
         steps=len(losses),
-        seconds=time.perf_counter() - started,
-        first_loss=losses[0],
+        seconds=seconds,
+        soft_loss_before=before,
+        soft_loss_after=after,
         final_loss=sum(losses[-10:]) / len(losses[-10:]),
         hidden_matching=cfg.hidden_weight > 0,
     )
