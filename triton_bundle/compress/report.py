@@ -172,6 +172,7 @@ def plot(report: CompressReport, path: Path) -> Path:
     ax.set_xlabel("sequences/s at batch 8 (onnxruntime, CPU, real length mix)")
     ax.set_ylabel(f"{metric} with the teacher")
     ax.set_title(f"{report.model}: teacher vs students (green: passed, red: rejected)")
+    ax.margins(x=0.2, y=0.1)  # room for the point labels
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
