@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SPEC   ?= examples/minilm-intent/spec.yaml
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format benchmark benchmark-quick soak clean
+.PHONY: install install-system demo test test-fast lint format benchmark benchmark-quick soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,13 +17,30 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian tools the operate tests use: promtool (package prometheus) checks and unit-tests the alerting
+# rules, amtool (prometheus-alertmanager) checks the Alertmanager config, nginx (nginx-light) is the
+# authenticating proxy. Skipped when present; without root or apt-get
+# it says so and those tests skip with the reason.
+install-system:
+	@if command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 \
+	    && { command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx; }; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian packages prometheus (promtool), prometheus-alertmanager (amtool), nginx-light"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      prometheus prometheus-alertmanager nginx-light; } >/dev/null 2>&1 \
+	    || echo "warning: apt-get could not install prometheus / nginx-light: the promtool and proxy tests will skip"; \
+	else \
+	  echo "warning: promtool / amtool / nginx missing and no root apt-get: those tests will skip"; \
+	fi
+
 demo: install
 	$(BIN)/triton-bundle demo $(SPEC)
 
-test: install
+test: install install-system
 	$(BIN)/python -m pytest -q
 
-test-fast: install
+test-fast: install install-system
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install

@@ -205,7 +205,7 @@ def run_gpu_section(
         notes.append(reason)
     if triton_url:
         host, port = triton_url.replace("http://", "").rstrip("/").rsplit(":", 1)
-        endpoint = triton_endpoint(host, int(port), contract.ensemble_model(inputs.spec.name))
+        endpoint = triton_endpoint(host, int(port), contract.entry_model(inputs.spec.name, inputs.spec.task))
         from benchmarks.loadgen import label_all
 
         accuracy = _accuracy(label_all(endpoint, heldout.texts), heldout, reference)
@@ -222,7 +222,7 @@ def run_gpu_section(
             {},
             make_row,
             stats_url=f"{host}:{port}",
-            model=contract.ensemble_model(inputs.spec.name),
+            model=contract.entry_model(inputs.spec.name, inputs.spec.task),
         )
     for row in rows:
         say(f"{row.name:<40} {row.throughput:8.1f} seq/s  p50 {row.latency.p50_ms:7.2f} ms")

@@ -3,14 +3,17 @@ a console table."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
+from matplotlib.ticker import ScalarFormatter
 from rich.console import Console
 from rich.table import Table
 
 from benchmarks.results import BenchmarkReport, Row, Section
 from triton_bundle.atomic import write_text_atomic
+from triton_bundle.plotting import fit_axis
 
 SECTION_TITLES: dict[Section, str] = {
     "baseline": "Baseline: PyTorch eager behind Flask + gunicorn (HTTP, closed loop)",
@@ -194,86 +197,108 @@ def write_plots(report: BenchmarkReport, directory: Path) -> list[Path]:
 
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-
     served = [*report.section("baseline"), *report.section("served")]
     if served:
-        by_name: dict[str, list[Row]] = defaultdict(list)
-        for row in served:
-            by_name[row.name].append(row)
-        fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-        for name, rows in by_name.items():
-            rows = sorted(rows, key=lambda r: r.concurrency or 0)
-            style = "--" if rows[0].section == "baseline" else "-"
-            left.plot(
-                [r.concurrency for r in rows], [r.throughput for r in rows], style, marker="o", label=name
-            )
-            right.plot(
-                [r.throughput for r in rows], [r.latency.p95_ms for r in rows], style, marker="o", label=name
-            )
-        left.set(
-            xlabel="concurrency (closed loop)",
-            ylabel="requests / s",
-            title="Throughput",
-            xscale="log",
-            xticks=sorted({r.concurrency or 1 for r in served}),
-        )
-        left.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        right.set(
-            xlabel="requests / s", ylabel="p95 latency (ms)", title="p95 latency vs throughput", yscale="log"
-        )
-        left.legend(fontsize=7)
-        left.grid(alpha=0.3)
-        right.grid(alpha=0.3)
-        fig.tight_layout()
-        written.append(_save(fig, directory / "served_throughput_latency.png", plt))
-
-    ort = report.section("ort")
-    if ort:
-        sequences = sorted({r.sequence or "" for r in ort})
-        variants = list(dict.fromkeys(r.variant for r in ort))
-        batches = sorted({r.batch_size or 1 for r in ort})
-        fig, axes = plt.subplots(1, len(sequences), figsize=(6 * len(sequences), 4.5), squeeze=False)
-        width = 0.8 / max(1, len(variants))
-        for ax, sequence in zip(axes[0], sequences, strict=True):
-            for i, variant in enumerate(variants):
-                values = [
-                    next(
-                        (
-                            r.throughput
-                            for r in ort
-                            if r.variant == variant and r.batch_size == b and r.sequence == sequence
-                        ),
-                        0.0,
-                    )
-                    for b in batches
-                ]
-                ax.bar([x + i * width for x in range(len(batches))], values, width, label=variant)
-            ax.set_xticks(
-                [x + width * (len(variants) - 1) / 2 for x in range(len(batches))],
-                [f"batch {b}" for b in batches],
-            )
-            ax.set(ylabel="sequences / s", title=f"onnxruntime in-process, sequence {sequence}")
-            ax.grid(axis="y", alpha=0.3)
-        axes[0][0].legend(fontsize=8)
-        fig.tight_layout()
-        written.append(_save(fig, directory / "ort_variants.png", plt))
-
+        written.append(_served_plot(served, directory, plt))
+    if report.section("ort"):
+        written.append(_ort_plot(report.section("ort"), directory, plt))
     with_cpu = [r for r in served if r.cpu is not None]
     if with_cpu:
-        top = max(r.concurrency or 0 for r in with_cpu)
-        rows = [r for r in with_cpu if r.concurrency == top]
-        labels = sorted({k for r in rows for k in r.cpu.per_request_ms})  # type: ignore[union-attr]
-        fig, ax = plt.subplots(figsize=(10, 0.6 * len(rows) + 2))
-        left = [0.0] * len(rows)
-        for label in labels:
-            values = [r.cpu.per_request_ms.get(label, 0.0) for r in rows]  # type: ignore[union-attr]
-            ax.barh([r.name for r in rows], values, left=left, label=label)
-            left = [a + b for a, b in zip(left, values, strict=True)]
-        ax.set(xlabel="CPU ms per request", title=f"Where the CPU goes at concurrency {top}")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        fig.tight_layout()
-        written.append(_save(fig, directory / "cpu_per_request.png", plt))
+        written.append(_cpu_plot(with_cpu, directory, plt))
     return written
+
+
+def _served_plot(served: list[Row], directory: Path, plt) -> Path:
+    """Throughput per concurrency, and p95 against throughput, one line per configuration."""
+    by_name: dict[str, list[Row]] = defaultdict(list)
+    for row in served:
+        by_name[row.name].append(row)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    for name, rows in by_name.items():
+        rows = sorted(rows, key=lambda r: r.concurrency or 0)
+        style = "--" if rows[0].section == "baseline" else "-"
+        left.plot([r.concurrency for r in rows], [r.throughput for r in rows], style, marker="o", label=name)
+        right.plot(
+            [r.throughput for r in rows], [r.latency.p95_ms for r in rows], style, marker="o", label=name
+        )
+        for r in rows:  # the line joins concurrency levels in order: say which point is which
+            right.annotate(
+                f"c{r.concurrency}", (r.throughput, r.latency.p95_ms), fontsize=6, alpha=0.7,
+                xytext=(3, 3), textcoords="offset points",
+            )  # fmt: skip
+    left.set(
+        xlabel="concurrency (closed loop)",
+        ylabel="requests / s",
+        title="Throughput",
+        xscale="log",
+        xticks=sorted({r.concurrency or 1 for r in served}),
+    )
+    left.get_xaxis().set_major_formatter(ScalarFormatter())
+    fit_axis(left, [r.throughput for r in served])  # from zero: a cut axis exaggerates the gaps
+    right.set(
+        xlabel="requests / s", ylabel="p95 latency (ms)", title="p95 latency vs throughput", yscale="log"
+    )
+    left.legend(fontsize=7)
+    left.grid(alpha=0.3)
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, directory / "served_throughput_latency.png", plt)
+
+
+def _ort_plot(ort: list[Row], directory: Path, plt) -> Path:
+    """In-process onnxruntime throughput per variant and batch, one panel per sequence length."""
+    sequences = sorted({r.sequence or "" for r in ort})
+    variants = list(dict.fromkeys(r.variant for r in ort))
+    batches = sorted({r.batch_size or 1 for r in ort})
+    fig, axes = plt.subplots(1, len(sequences), figsize=(6 * len(sequences), 4.5), squeeze=False)
+    width = 0.8 / max(1, len(variants))
+    for ax, sequence in zip(axes[0], sequences, strict=True):
+        for i, variant in enumerate(variants):
+            values = [
+                next(
+                    (
+                        r.throughput
+                        for r in ort
+                        if r.variant == variant and r.batch_size == b and r.sequence == sequence
+                    ),
+                    None,
+                )
+                for b in batches
+            ]
+            xs = [x + i * width for x in range(len(batches))]
+            ax.bar(xs, [math.nan if v is None else v for v in values], width, label=variant)
+            for x, v in zip(xs, values, strict=True):
+                if v is None:  # a row that was not run is not a zero throughput
+                    ax.text(x, 0, "not run", rotation=90, ha="center", va="bottom", fontsize=7, color="grey")
+        ax.set_xticks(
+            [x + width * (len(variants) - 1) / 2 for x in range(len(batches))],
+            [f"batch {b}" for b in batches],
+        )
+        # Every batch group in view, also one whose bars are all missing (NaN bars do not autoscale).
+        ax.set_xlim(-width / 2 - 0.1, len(batches) - 1 + width * (len(variants) - 0.5) + 0.1)
+        ax.set(ylabel="sequences / s", title=f"onnxruntime in-process, sequence {sequence}")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, directory / "ort_variants.png", plt)
+
+
+def _cpu_plot(with_cpu: list[Row], directory: Path, plt) -> Path:
+    """CPU milliseconds per request by process, at the highest concurrency measured."""
+    top = max(r.concurrency or 0 for r in with_cpu)
+    rows = [r for r in with_cpu if r.concurrency == top]
+    labels = sorted({k for r in rows for k in r.cpu.per_request_ms})  # type: ignore[union-attr]
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(rows) + 2))
+    left = [0.0] * len(rows)
+    for label in labels:
+        values = [r.cpu.per_request_ms.get(label, 0.0) for r in rows]  # type: ignore[union-attr]
+        ax.barh([r.name for r in rows], values, left=left, label=label)
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    fit_axis(ax, left, axis="x")  # zero-width segments' sticky edges would end the axis flush on a bar
+    ax.set(xlabel="CPU ms per request", title=f"Where the CPU goes at concurrency {top}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return _save(fig, directory / "cpu_per_request.png", plt)
 
 
 def _save(fig, path: Path, plt) -> Path:

@@ -236,7 +236,7 @@ def run_triton_config(
     name = inputs.spec.name
     repository = build_repository(inputs, config, root / "repositories")
     roles = {
-        "ensemble": contract.ensemble_model(name),
+        "ensemble": contract.entry_model(name, inputs.spec.task),
         "tokenizer": contract.tokenizer_model(name),
         "model": contract.tensor_model(name),
         "postprocess": contract.postprocess_model(name),

@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -190,7 +191,7 @@ def test_image_workload_sends_the_encoded_files(tmp_path: Path):
     assert batch.array.shape == (5, 1) and all(item in files for item in batch.array[:, 0])
 
 
-def test_tensor_workload_resolves_dynamic_dims_from_the_spec():
+def _tensor_spec(tmp_path: Path, eval_file: str):
     from triton_bundle.spec import ModelSpec
 
     spec = ModelSpec.model_validate(
@@ -198,14 +199,56 @@ def test_tensor_workload_resolves_dynamic_dims_from_the_spec():
             "name": "t",
             "task": "tensor",
             "source": {"kind": "torch-module", "module": "m:M"},
-            "data": {"eval": "x.npz"},
-            "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", "sequence", 4]}],
+            "data": {"eval": eval_file},
+            "inputs": [
+                {"name": "x", "dtype": "float32", "shape": ["batch", "sequence", 4]},
+                {"name": "k", "dtype": "int64", "shape": ["batch"]},
+            ],
             "shapes": {"sequence": {"min": 1, "opt": 16, "max": 32}},
         }
     )
-    workload = workload_for(spec)
-    (x,) = workload.make_batch(random.Random(0), 3)
-    assert (x.name, x.datatype, x.array.shape, str(x.array.dtype)) == ("x", "FP32", (3, 16, 4), "float32")
+    spec.base_dir = tmp_path
+    return spec
+
+
+def test_tensor_workload_sends_rows_of_the_specs_npz(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 7, 4)).astype(np.float64)  # float64 on disk: sent as the declared float32
+    k = np.arange(6, dtype=np.int64) * 10
+    np.savez(tmp_path / "rows.npz", x=x, k=k)
+    workload = workload_for(_tensor_spec(tmp_path, "rows.npz"))
+    assert workload.expected_inputs() == {"x": "FP32", "k": "INT64"}
+    assert "6 rows of rows.npz" in workload.source
+    # Locust workers load the workload from JSON: the rows must survive the round trip.
+    workload = type(workload).load(workload.save(tmp_path / "workload.json"))
+    xs, ks = workload.make_batch(random.Random(0), 5)
+    assert (xs.datatype, xs.array.shape, xs.array.dtype) == ("FP32", (5, 7, 4), np.float32)
+    for row, key in zip(xs.array, ks.array, strict=True):
+        # Each request row is a real row of the file, and the inputs of one row stay together.
+        assert key % 10 == 0 and np.allclose(row, x[key // 10].astype(np.float32))
+    assert len({int(v) for v in workload.make_batch(random.Random(1), 32)[1].array}) > 1
+
+
+def test_perf_analyzer_gets_the_same_npz_rows(tmp_path):
+    from triton_bundle.loadtest.perf_analyzer import input_data
+
+    x = np.arange(6 * 7 * 4, dtype=np.float32).reshape(6, 7, 4)
+    np.savez(tmp_path / "rows.npz", x=x, k=np.arange(6, dtype=np.int64))
+    workload = workload_for(_tensor_spec(tmp_path, "rows.npz"))
+    args = input_data(workload, tmp_path / "input.json")
+    assert args == ["--input-data", str(tmp_path / "input.json")]
+    steps = json.loads((tmp_path / "input.json").read_text())["data"]
+    assert steps and all(step["x"]["shape"] == [7, 4] and step["k"]["shape"] == [] for step in steps)
+    for step in steps:
+        assert step["x"]["content"] == x[step["k"]["content"][0]].reshape(-1).tolist()
+
+
+def test_tensor_workload_refuses_a_missing_or_mismatched_npz(tmp_path):
+    with pytest.raises(BundleError, match="not found"):
+        workload_for(_tensor_spec(tmp_path, "missing.npz"))
+    np.savez(tmp_path / "bad.npz", x=np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(BundleError, match="no array 'k'"):
+        workload_for(_tensor_spec(tmp_path, "bad.npz"))
 
 
 # ----------------------------------------------------------------------------------------------- capacity

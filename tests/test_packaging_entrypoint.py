@@ -85,9 +85,11 @@ def _engine(repo: Path, tensorrt_version: str = "10.13.3.9", cc: str = "9.0") ->
 def test_key_from_secret_file_restricts_admin_apis_on_both_protocols(tmp_path: Path) -> None:
     secret = tmp_path / "triton_admin_key"
     secret.write_text("s3cret-value\n", encoding="utf-8")
-    result, args = _entrypoint(tmp_path, tmp_path, "--log-verbose=1", TRITON_ADMIN_KEY_FILE=str(secret))
+    result, args = _entrypoint(
+        tmp_path, tmp_path, "--exit-timeout-secs=45", TRITON_ADMIN_KEY_FILE=str(secret)
+    )
     assert result.returncode == 0, result.stderr
-    assert args is not None and args[-1] == "--log-verbose=1"  # extra arguments reach tritonserver
+    assert args is not None and args[-1] == "--exit-timeout-secs=45"  # extra arguments reach tritonserver
     assert _option(args, "--model-repository") == str(tmp_path)
     assert _option(args, "--model-control-mode") == "none"
     for flag in ("--http-restricted-api", "--grpc-restricted-protocol"):
@@ -294,3 +296,14 @@ def test_build_engines_stops_on_an_unreadable_spec(tmp_path: Path) -> None:
     result, calls = _build_engines(tmp_path, SPEC="examples/no-such/spec.yaml")
     assert result.returncode == 2 and calls == []
     assert "could not read the spec" in result.stderr
+
+
+def test_latency_summaries_on_and_verbose_logging_refused(tmp_path: Path) -> None:
+    # The alerts and the dashboard read p95 / p99 summaries; verbose logs would carry request contents.
+    from triton_bundle.operate.metrics import METRICS_CONFIG_FLAGS
+
+    result, args = _entrypoint(tmp_path, tmp_path, TRITON_ADMIN_KEY="k-1")
+    assert result.returncode == 0 and args is not None
+    assert set(METRICS_CONFIG_FLAGS) <= set(args) and "--log-verbose=0" in args
+    verbose, args = _entrypoint(tmp_path, tmp_path, "--log-verbose=1", TRITON_ADMIN_KEY="k-1")
+    assert verbose.returncode == 2 and args is None and "verbose logging" in verbose.stderr

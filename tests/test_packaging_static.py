@@ -58,7 +58,7 @@ def _run(
 
 
 def test_there_is_an_image_per_role() -> None:
-    assert {p.parent.name for p in DOCKERFILES} == {"triton", "engine-builder", "locust"}
+    assert {p.parent.name for p in DOCKERFILES} == {"triton", "engine-builder", "locust", "proxy"}
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
@@ -144,7 +144,8 @@ def test_triton_service_serves_read_only_and_reports_health(compose_config: dict
     models = next(v for v in triton["volumes"] if v["target"] == "/models")
     assert models["read_only"] is True and triton["read_only"] is True
     assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
-    assert {p["target"] for p in triton["ports"]} == {8000, 8001, 8002}
+    # Inference reaches Triton only through the proxy; its metrics are published on loopback only.
+    assert [(p["target"], p.get("host_ip")) for p in triton["ports"]] == [(8002, "127.0.0.1")]
     assert int(triton["shm_size"]) >= 256 * 1024 * 1024
     assert triton["environment"]["MODEL_CONTROL_MODE"] in {"none", "explicit"}
     # The admin key arrives as a run-time secret from the shell, not as a value in the file.
@@ -155,11 +156,28 @@ def test_triton_service_serves_read_only_and_reports_health(compose_config: dict
 
 def test_loadtest_waits_for_healthy_triton_and_runs_the_gate(compose_config: dict[str, Any]) -> None:
     loadtest = compose_config["services"]["loadtest"]
-    assert loadtest["depends_on"]["triton"]["condition"] == "service_healthy"
+    assert loadtest["depends_on"]["proxy"]["condition"] == "service_healthy"
     command = loadtest["command"]
     assert command[:2] == ["triton-bundle", "loadtest"]
-    assert command[command.index("--url") + 1] == "http://triton:8000"
+    assert command[command.index("--url") + 1] == "http://proxy:8080"
+    assert command[command.index("--metrics-url") + 1] == "triton:8002"
     assert "--workers" in command
+    # The load test authenticates like any client: the bearer token from a run-time secret.
+    assert loadtest["environment"]["TRITON_BEARER_TOKEN_FILE"] == "/run/secrets/triton_bearer_token"
+    assert "triton_bearer_token" in [s["source"] for s in loadtest["secrets"]]
+
+
+def test_the_proxy_fronts_triton_with_a_run_time_token(compose_config: dict[str, Any]) -> None:
+    proxy = compose_config["services"]["proxy"]
+    assert {p["target"] for p in proxy["ports"]} == {8080, 8081}
+    assert proxy["environment"]["TRITON_HTTP_UPSTREAM"] == "triton:8000"
+    assert proxy["environment"]["TRITON_GRPC_UPSTREAM"] == "triton:8001"
+    assert [s["source"] for s in proxy["secrets"]] == ["triton_bearer_token"]
+    assert compose_config["secrets"]["triton_bearer_token"]["environment"] == "TRITON_BEARER_TOKEN"
+    assert proxy["depends_on"]["triton"]["condition"] == "service_healthy"
+    assert "/v2/health/ready" in " ".join(proxy["healthcheck"]["test"]) and proxy["read_only"] is True
+    template = (DOCKER / "proxy" / "nginx.conf.template").read_text(encoding="utf-8")
+    assert "grpc_pass" in template and "http2" in template and "return 401" in template
 
 
 def test_prometheus_scrapes_triton_metrics(compose_config: dict[str, Any]) -> None:
@@ -168,6 +186,26 @@ def test_prometheus_scrapes_triton_metrics(compose_config: dict[str, Any]) -> No
     config = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
     targets = [t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]]
     assert "triton:8002" in targets
+    # The generated rules are mounted where the config loads them, and alerts go to Alertmanager.
+    mounts = {v["target"]: v["source"] for v in prometheus["volumes"]}
+    (rule_file,) = config["rule_files"]
+    assert Path(mounts[rule_file]) == DOCKER / "prometheus" / "alerts.rules.yml"
+    managers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert (
+        managers == ["alertmanager:9093"]
+        and "monitoring" in compose_config["services"]["alertmanager"]["profiles"]
+    )
+
+
+def test_grafana_provisions_the_generated_dashboards(compose_config: dict[str, Any]) -> None:
+    grafana = compose_config["services"]["grafana"]
+    mounts = {v["target"]: Path(v["source"]) for v in grafana["volumes"]}
+    providers = yaml.safe_load(
+        (DOCKER / "grafana" / "provisioning" / "dashboards" / "triton-bundle.yml").read_text(encoding="utf-8")
+    )
+    dashboards = mounts[providers["providers"][0]["options"]["path"]]
+    assert dashboards == DOCKER / "grafana" / "dashboards" and list(dashboards.glob("*.json"))
+    assert mounts["/etc/grafana/provisioning"] == DOCKER / "grafana" / "provisioning"
 
 
 def test_containers_are_hardened_and_non_root(compose_config: dict[str, Any]) -> None:
@@ -185,8 +223,99 @@ def _manifest_files() -> list[Path]:
     return sorted(
         p
         for p in DEPLOY.rglob("*.yaml")
-        if p.name != "kustomization.yaml" and "monitoring" not in p.relative_to(DEPLOY).parts
+        if p.name != "kustomization.yaml" and not p.name.endswith("-values.yaml")
     )
+
+
+# kube-prometheus-stack's custom resources: kubernetes-validate knows only built-in kinds, so these are
+# checked against the fields their CRDs define (monitoring.coreos.com/v1), written out below.
+_DURATION = {
+    "type": "string",
+    "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+}
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_METADATA = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "namespace": {"type": "string"},
+        "labels": _STRING_MAP,
+    },
+}
+CRD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "PrometheusRule": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "metadata": _METADATA,
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "groups": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "rules"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string", "minLength": 1},
+                                "interval": _DURATION,
+                                "rules": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["expr"],
+                                        "additionalProperties": False,
+                                        "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+                                        "properties": {
+                                            "alert": {"type": "string"},
+                                            "record": {"type": "string"},
+                                            "expr": {"type": "string", "minLength": 1},
+                                            "for": _DURATION,
+                                            "keep_firing_for": _DURATION,
+                                            "labels": _STRING_MAP,
+                                            "annotations": _STRING_MAP,
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    }
+                },
+            },
+        },
+    },
+    "PodMonitor": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "metadata": _METADATA,
+            "spec": {
+                "type": "object",
+                "required": ["selector", "podMetricsEndpoints"],
+                "properties": {
+                    "selector": {"type": "object", "properties": {"matchLabels": _STRING_MAP}},
+                    "podMetricsEndpoints": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "port": {"type": "string"},
+                                "path": {"type": "string"},
+                                "interval": _DURATION,
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
 
 
 def _documents() -> list[tuple[Path, dict[str, Any]]]:
@@ -209,6 +338,8 @@ def test_manifests_validate_against_the_api_schemas(version: str) -> None:
     assert len(documents) >= 10
     failures = []
     for path, doc in documents:
+        if doc["kind"] in CRD_SCHEMAS:
+            continue  # test_custom_resources_match_their_crds
         try:
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -216,6 +347,33 @@ def test_manifests_validate_against_the_api_schemas(version: str) -> None:
                 f"{path.relative_to(ROOT)} {doc['kind']}/{doc['metadata']['name']}: {exc.message}"
             )
     assert not failures, "\n".join(failures)
+
+
+def test_custom_resources_match_their_crds() -> None:
+    import jsonschema
+
+    custom = [(path, doc) for path, doc in _documents() if doc["kind"] in CRD_SCHEMAS]
+    assert {doc["kind"] for _, doc in custom} == set(CRD_SCHEMAS)
+    for _, doc in custom:
+        jsonschema.validate(doc, CRD_SCHEMAS[doc["kind"]])
+    # The PodMonitor scrapes the port the Triton pods name "metrics".
+    (monitor,) = [doc for _, doc in custom if doc["kind"] == "PodMonitor"]
+    (triton,) = [d for d in _kind("Deployment") if d["metadata"]["name"] == "triton"]
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items()
+        <= triton["spec"]["template"]["metadata"]["labels"].items()
+    )
+    ports = {p["name"] for c in _pod_spec(triton)["containers"] for p in c["ports"]}
+    assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= ports
+
+
+def test_a_broken_rule_fails_the_crd_check() -> None:
+    import jsonschema
+
+    (rule,) = _kind("PrometheusRule")
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "five minutes"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(rule, CRD_SCHEMAS["PrometheusRule"])
 
 
 def test_kustomizations_list_every_manifest_and_nothing_missing() -> None:
@@ -240,7 +398,7 @@ def _pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
 
 def test_triton_deployment_gpu_probes_and_read_only_repository() -> None:
     (triton,) = [d for d in _kind("Deployment") if d["metadata"]["name"] == "triton"]
-    (container,) = _pod_spec(triton)["containers"]
+    (container,) = [c for c in _pod_spec(triton)["containers"] if c["name"] == "triton"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
@@ -259,6 +417,39 @@ def test_triton_deployment_gpu_probes_and_read_only_repository() -> None:
 def test_service_exposes_http_grpc_and_metrics() -> None:
     (service,) = [s for s in _kind("Service") if s["metadata"]["name"] == "triton"]
     assert {p["port"] for p in service["spec"]["ports"]} == {8000, 8001, 8002}
+
+
+def test_inference_goes_through_the_proxy_sidecar() -> None:
+    (triton,) = [d for d in _kind("Deployment") if d["metadata"]["name"] == "triton"]
+    containers = {c["name"]: c for c in _pod_spec(triton)["containers"]}
+    proxy = containers["proxy"]
+    env = {e["name"]: e["value"] for e in proxy["env"]}
+    assert env["TRITON_HTTP_UPSTREAM"] == "127.0.0.1:8000" and env["TRITON_GRPC_UPSTREAM"] == "127.0.0.1:8001"
+    token_mount = next(
+        m for m in proxy["volumeMounts"] if env["TRITON_BEARER_TOKEN_FILE"].startswith(m["mountPath"])
+    )
+    volume = next(v for v in _pod_spec(triton)["volumes"] if v["name"] == token_mount["name"])
+    assert volume["secret"]["secretName"] == "triton-bearer-token"
+    # The Service's HTTP / gRPC ports land on the proxy, metrics on Triton.
+    (service,) = [s for s in _kind("Service") if s["metadata"]["name"] == "triton"]
+    targets = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+    assert targets == {"http": "proxy-http", "grpc": "proxy-grpc", "metrics": "metrics"}
+    assert {p["name"] for p in proxy["ports"]} == {"proxy-http", "proxy-grpc"}
+    # Other pods may reach the proxy and the metrics, not Triton's unauthenticated ports.
+    (policy,) = _kind("NetworkPolicy")
+    allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert allowed == {"proxy-http", "proxy-grpc", "metrics"}
+    # gRPC clients balance per call over the headless Service (one HTTP/2 connection per pod).
+    (headless,) = [s for s in _kind("Service") if s["metadata"]["name"] == "triton-headless"]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert [(p["port"], p["targetPort"]) for p in headless["spec"]["ports"]] == [(8001, "proxy-grpc")]
+    # Locust users send the token from the same Secret.
+    for name in ("locust-master", "locust-worker"):
+        (deployment,) = [d for d in _kind("Deployment") if d["metadata"]["name"] == name]
+        locust = _pod_spec(deployment)["containers"][0]
+        assert "TRITON_BEARER_TOKEN_FILE" in {e["name"] for e in locust["env"]}, name
+        secrets = {v.get("secret", {}).get("secretName") for v in _pod_spec(deployment)["volumes"]}
+        assert "triton-bearer-token" in secrets, name
 
 
 def test_hpa_scales_the_triton_deployment_on_queue_time() -> None:

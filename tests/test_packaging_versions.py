@@ -184,7 +184,7 @@ def test_a_drifted_tag_is_reported(tmp_path: Path) -> None:
     assert [p for p in disagreements(tmp_path) if "workers.yaml" in p and "24.01" in p]
 
 
-@pytest.mark.parametrize("name", ["triton", "engine-builder", "locust"])
+@pytest.mark.parametrize("name", ["triton", "engine-builder", "locust", "proxy"])
 def test_compose_builds_each_image_with_the_pinned_release(name: str) -> None:
     compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text(encoding="utf-8"))
     service = next(s for s in compose["services"].values() if s["image"].startswith(f"triton-bundle/{name}:"))

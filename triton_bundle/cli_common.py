@@ -12,7 +12,9 @@ from triton_bundle.spec import ModelSpec, load_spec
 
 console = Console()
 
-SpecArg = Annotated[Path, typer.Argument(help="the model's spec file (YAML)", show_default=False)]
+SpecArg = Annotated[
+    Path, typer.Argument(metavar="SPEC", help="the model's spec file (YAML)", show_default=False)
+]
 WorkdirOpt = Annotated[
     Path | None, typer.Option("--workdir", "-w", help="artifacts directory [default: artifacts/<name>]")
 ]

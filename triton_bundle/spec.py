@@ -73,9 +73,10 @@ class FinetuneSpec(_Strict):
 class SourceSpec(_Strict):
     """Where the model comes from."""
 
-    kind: Literal["huggingface", "torch-module"] = "huggingface"
+    kind: Literal["huggingface", "torch-module", "onnx"] = "huggingface"
     path: Path | None = Field(
-        None, description="checkpoint directory; omitted when the finetune stage produces it"
+        None,
+        description="checkpoint directory (omitted when the finetune stage produces it); onnx: the .onnx file",
     )
     module: str | None = Field(None, description="torch-module: 'package.module:ClassName'")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="torch-module: constructor arguments")
@@ -88,6 +89,8 @@ class SourceSpec(_Strict):
     def _module_needs_import_path(self) -> SourceSpec:
         if self.kind == "torch-module" and not self.module:
             raise ValueError("source.kind 'torch-module' needs source.module ('package.module:ClassName')")
+        if self.kind == "onnx" and (self.path is None or self.path.suffix.lower() != ".onnx"):
+            raise ValueError(f"source.kind 'onnx' needs source.path to an .onnx file (got {self.path})")
         return self
 
 
@@ -250,7 +253,7 @@ class CompressSpec(_Strict):
 
 
 class EngineSpec(_Strict):
-    triton_image_tag: str = Field("25.10", description="YY.MM of nvcr.io/nvidia/tritonserver (and tensorrt)")
+    triton_image_tag: str = Field("26.03", description="YY.MM of nvcr.io/nvidia/tritonserver (and tensorrt)")
     builder_optimization_level: Annotated[int, Field(ge=0, le=5)] = 3
     version_compatible: bool = False
     hardware_compatibility: Literal["none", "ampere_plus", "same_compute_capability"] = "none"
@@ -267,6 +270,14 @@ class RepositorySpec(_Strict):
     response_cache: bool = False
     expose_tensor_model: bool = Field(True, description="clients that tokenize themselves may call it")
     top_k: Annotated[int, Field(ge=1)] = 3
+    aggregation_strategy: Literal["none", "simple", "first", "average", "max"] = Field(
+        "simple",
+        description="token-classification: how tokens group into entities (Hugging Face pipeline's "
+        "aggregation_strategy); a request may override it with the AGGREGATION input",
+    )
+    ignore_labels: list[str] = Field(
+        ["O"], description="token-classification: labels left out of the entities (the pipeline's default)"
+    )
 
 
 class ServingSpec(_Strict):
@@ -283,6 +294,10 @@ class SLOSpec(_Strict):
     p99_ms: float | None = None
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     min_rps: float | None = None
+    queue_ms: Annotated[
+        float | None,
+        Field(gt=0, description="average time a request may wait in Triton's queues (alerts, autoscaling)"),
+    ] = None
 
 
 class LoadtestSpec(_Strict):
@@ -302,6 +317,19 @@ class LoadtestSpec(_Strict):
     slo: SLOSpec = SLOSpec()
 
 
+class OperateSpec(_Strict):
+    """Production monitoring: what `triton-bundle ops generate` adds to the SLO-derived thresholds."""
+
+    gpu_memory_ratio: Annotated[float, Field(gt=0, le=1, description="alert above this GPU memory use")] = 0.9
+    min_failure_ratio: Annotated[
+        float, Field(gt=0, le=1, description="failure-ratio alert floor when the SLO allows no errors")
+    ] = 0.01
+    queue_share_of_p95: Annotated[
+        float, Field(gt=0, le=1, description="queue-time threshold when slo.queue_ms is unset: this x p95")
+    ] = 0.25
+    scrape_job: str = Field(".*triton.*", description="regex of the Prometheus job that scrapes Triton")
+
+
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     task: Task
@@ -319,6 +347,7 @@ class ModelSpec(_Strict):
     repository: RepositorySpec = RepositorySpec()
     serving: ServingSpec = ServingSpec()
     loadtest: LoadtestSpec = LoadtestSpec()
+    operate: OperateSpec = OperateSpec()
 
     # Set by load_spec, not by the YAML: where relative paths resolve.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -334,6 +363,10 @@ class ModelSpec(_Strict):
     def _source_is_reachable(self) -> ModelSpec:
         if self.source.kind == "huggingface" and self.source.path is None and self.finetune is None:
             raise ValueError("give source.path (a checkpoint directory) or a finetune section that makes one")
+        if self.source.kind == "onnx" and self.task != "tensor":
+            raise ValueError(
+                f"an ONNX source is served as task 'tensor' (inputs declared), not '{self.task}'"
+            )
         if self.task == "tensor" and not self.inputs:
             raise ValueError("task 'tensor' needs 'inputs' (name, dtype, shape with named dynamic dims)")
         if self.shapes.batch.max < self.repository.max_batch_size:
@@ -364,15 +397,27 @@ def _format_errors(path: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what the parser expected and where (its own message spans several lines)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
+
+
 def load_spec(path: Path | str) -> ModelSpec:
     """Read and validate a spec file; raises SpecError naming each bad field."""
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"{path} is a directory; expected a spec file (YAML), e.g. {path / 'spec.yaml'}")
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file (not UTF-8); expected a spec in YAML") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+        raise SpecError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     try:

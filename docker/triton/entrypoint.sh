@@ -33,6 +33,16 @@ else
   "${PYTHON:-python3}" -m triton_bundle.serving.preflight_cli --repository "${repository}"
 fi
 
+for arg in "$@"; do
+  case "${arg}" in
+    --log-verbose | --log-verbose=0) ;;
+    --log-verbose=*)
+      echo "error: ${arg}: verbose logging writes request contents to the log; it stays off here" >&2
+      exit 2
+      ;;
+  esac
+done
+
 key_file="${TRITON_ADMIN_KEY_FILE:-/run/secrets/triton_admin_key}"
 admin_key="${TRITON_ADMIN_KEY:-}"
 if [[ -z "${admin_key}" && -r "${key_file}" ]]; then
@@ -55,6 +65,12 @@ args=(
   "--exit-on-error=true"
   "--http-restricted-api=${admin_apis}:${admin_header}=${admin_key}"
   "--grpc-restricted-protocol=${admin_apis}:${admin_header}=${admin_key}"
+  # p50 / p95 / p99 request and queue summaries: the alerting rules and the dashboard read them.
+  "--metrics-config=summary_latencies=true"
+  "--metrics-config=summary_quantiles=0.5:0.05,0.95:0.005,0.99:0.001"
+  # Request contents never reach the log: verbose logging stays off (the admin key guards the logging API).
+  "--log-verbose=0"
+  "--log-info=true"
   "$@"
 )
 

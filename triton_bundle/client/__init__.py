@@ -21,6 +21,7 @@ _EXPORTS = {
     "ClientTimeoutError": "errors",
     "Embeddings": "tasks",
     "Endpoint": "connection",
+    "Entity": "tasks",
     "EndpointError": "errors",
     "ImageClassification": "tasks",
     "InferenceResult": "tasks",
@@ -34,6 +35,7 @@ _EXPORTS = {
     "ServerUnavailableError": "errors",
     "SharedMemoryError": "errors",
     "TensorMetadata": "metadata",
+    "TokenTags": "tasks",
     "TritonClient": "client",
     "parse_endpoint": "connection",
 }
@@ -53,7 +55,14 @@ if TYPE_CHECKING:
     from triton_bundle.client.metadata import ModelMetadata, TensorMetadata
     from triton_bundle.client.retry import RetryEvent, RetryPolicy
     from triton_bundle.client.stats import ModelStatistics
-    from triton_bundle.client.tasks import Classification, Embeddings, ImageClassification, InferenceResult
+    from triton_bundle.client.tasks import (
+        Classification,
+        Embeddings,
+        Entity,
+        ImageClassification,
+        InferenceResult,
+        TokenTags,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -71,6 +80,7 @@ __all__ = [
     "Embeddings",
     "Endpoint",
     "EndpointError",
+    "Entity",
     "ImageClassification",
     "InferenceResult",
     "InvalidInputError",
@@ -83,6 +93,7 @@ __all__ = [
     "ServerUnavailableError",
     "SharedMemoryError",
     "TensorMetadata",
+    "TokenTags",
     "TritonClient",
     "parse_endpoint",
 ]

@@ -7,18 +7,21 @@ per input, in input order. The clients (client.py) call these around `infer`.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
 from triton_bundle.client.errors import InvalidInputError
 from triton_bundle.client.metadata import ModelMetadata, TensorMetadata
 from triton_bundle.repository.contract import (
+    AGGREGATION_INPUT,
     EMBEDDING_OUTPUT,
+    ENTITIES_OUTPUT,
     IMAGE_INPUT,
     LABELS_OUTPUT,
     PROBABILITIES_OUTPUT,
@@ -27,6 +30,7 @@ from triton_bundle.repository.contract import (
 )
 
 ImageLike = str | Path | bytes | np.ndarray
+AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
 
 
 @dataclass
@@ -55,6 +59,39 @@ class ImageClassification(BaseModel):
     source: str
     labels: list[str]
     scores: list[float]
+    model_version: str = ""
+
+
+class Entity(BaseModel):
+    """One tagged token (aggregation 'none') or word / entity group. `label` is the Hugging Face
+    pipeline's `entity_group` (or `entity` for 'none'); `start` / `end` are character offsets into the
+    text (end exclusive), so text[start:end] is the span; `word` is the decoded tokens, as in the pipeline."""
+
+    word: str
+    label: str
+    score: float
+    start: int
+    end: int
+    index: int | None = Field(None, description="the token's position (special tokens counted); 'none' only")
+
+    def as_pipeline(self) -> dict[str, Any]:
+        """The dict transformers' token-classification pipeline returns for this entity."""
+        key = "entity" if self.index is not None else "entity_group"
+        extra = {"index": self.index} if self.index is not None else {}
+        return {
+            key: self.label,
+            "score": self.score,
+            "word": self.word,
+            "start": self.start,
+            "end": self.end,
+        } | extra
+
+
+class TokenTags(BaseModel):
+    """The entities found in one text, in text order."""
+
+    text: str
+    entities: list[Entity]
     model_version: str = ""
 
 
@@ -151,6 +188,47 @@ def parse_classifications(texts: Sequence[str], result: InferenceResult) -> list
         )
         for i, text in enumerate(texts)
     ]
+
+
+def tag_request(
+    metadata: ModelMetadata, texts: Sequence[str], aggregation: str | None
+) -> dict[str, np.ndarray]:
+    """TEXT, plus AGGREGATION per text when the caller overrides the served default."""
+    inputs = text_request(metadata, texts)
+    if aggregation is None:
+        return inputs
+    if aggregation not in AGGREGATION_STRATEGIES:
+        raise InvalidInputError(
+            f"unknown aggregation '{aggregation}': expected one of {', '.join(AGGREGATION_STRATEGIES)}"
+        )
+    if AGGREGATION_INPUT not in metadata.input_names:
+        raise InvalidInputError(
+            f"model '{metadata.name}' takes no '{AGGREGATION_INPUT}' input: it serves one aggregation "
+            "strategy (repository.aggregation_strategy); regenerate the repository to choose per request"
+        )
+    column = np.array([aggregation.encode("utf-8")] * len(texts), dtype=object).reshape(-1, 1)
+    return inputs | {AGGREGATION_INPUT: column}
+
+
+def tag_outputs(metadata: ModelMetadata) -> list[str]:
+    _require_outputs(metadata, [ENTITIES_OUTPUT], "token tagging (is it a token-classification model?)")
+    return [ENTITIES_OUTPUT]
+
+
+def parse_tags(texts: Sequence[str], result: InferenceResult) -> list[TokenTags]:
+    rows = result[ENTITIES_OUTPUT].reshape(len(texts))
+    tags = []
+    for i, text in enumerate(texts):
+        try:
+            entities = [Entity.model_validate(item) for item in json.loads(_decode(rows[i]))]
+        except (ValueError, TypeError, ValidationError) as exc:
+            raise InvalidInputError(
+                f"text {i}: the server's {ENTITIES_OUTPUT} is not a JSON list of entities ({exc}); "
+                "is the repository from another triton-bundle version?"
+            ) from None
+        version = result.model_versions[i] if result.model_versions else ""
+        tags.append(TokenTags(text=text, entities=entities, model_version=version))
+    return tags
 
 
 def embedding_outputs(metadata: ModelMetadata) -> list[str]:

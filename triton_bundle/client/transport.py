@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from triton_bundle.admin_key import admin_headers
+from triton_bundle.bearer import auth_headers
 from triton_bundle.client.connection import Endpoint
 
 
@@ -85,14 +86,18 @@ def _unwrap(protocol: str, payload: Any, key: str) -> Any:
     return payload
 
 
-def _call_kwargs(grpc: bool, timeout_s: float, protocol: str, as_json: bool, admin: bool) -> dict[str, Any]:
-    """tritonclient keyword arguments: gRPC timeout / JSON answers, and the admin key for restricted APIs."""
+def _call_kwargs(
+    grpc: bool, timeout_s: float, protocol: str, as_json: bool, admin: bool, auth: dict[str, str]
+) -> dict[str, Any]:
+    """tritonclient keyword arguments: gRPC timeout / JSON answers, the proxy's bearer token, and the
+    admin key for restricted APIs."""
     kw: dict[str, Any] = {}
     if grpc:
         kw["client_timeout"] = timeout_s
         if as_json:
             kw["as_json"] = True
-    if admin and (headers := admin_headers(protocol)):
+    headers = {**auth, **(admin_headers(protocol) if admin else {})}
+    if headers:
         kw["headers"] = headers
     return kw
 
@@ -106,6 +111,7 @@ class SyncTransport:
         self.timeout_s = timeout_s
         self._module = _modules(endpoint.protocol)
         self._grpc = endpoint.protocol == "grpc"
+        self._auth = auth_headers()  # read once: per request it would re-read a token file
         if self._grpc:
             self._client = self._module.InferenceServerClient(endpoint.address, ssl=endpoint.ssl)
         else:
@@ -117,7 +123,7 @@ class SyncTransport:
             )
 
     def _kw(self, as_json: bool = False, admin: bool = False) -> dict[str, Any]:
-        return _call_kwargs(self._grpc, self.timeout_s, self.endpoint.protocol, as_json, admin)
+        return _call_kwargs(self._grpc, self.timeout_s, self.endpoint.protocol, as_json, admin, self._auth)
 
     def is_live(self) -> bool:
         return bool(self._client.is_server_live(**self._kw()))
@@ -181,6 +187,7 @@ class AsyncTransport:
         self.timeout_s = timeout_s
         self._module = _aio_module(endpoint.protocol)
         self._grpc = endpoint.protocol == "grpc"
+        self._auth = auth_headers()  # read once: per request it would re-read a token file
         if self._grpc:
             self._client = self._module.InferenceServerClient(endpoint.address, ssl=endpoint.ssl)
         else:
@@ -189,7 +196,7 @@ class AsyncTransport:
             )
 
     def _kw(self, as_json: bool = False, admin: bool = False) -> dict[str, Any]:
-        return _call_kwargs(self._grpc, self.timeout_s, self.endpoint.protocol, as_json, admin)
+        return _call_kwargs(self._grpc, self.timeout_s, self.endpoint.protocol, as_json, admin, self._auth)
 
     async def is_live(self) -> bool:
         return bool(await self._client.is_server_live(**self._kw()))

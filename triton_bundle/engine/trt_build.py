@@ -171,6 +171,13 @@ def rejection_message(onnx_path: Path, flavour: Flavour, nodes: list[Unsupported
     return "\n".join(lines)
 
 
+def network_flags(trt: Any) -> int:
+    """Creation flags for a strongly typed network. TensorRT 10 and TensorRT for RTX need STRONGLY_TYPED;
+    TensorRT 11 removed weak typing, so a release without the member gets 0 (strongly typed anyway)."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
+
+
 def parse_onnx(flavour: Flavour, onnx_path: Path, logger: Any) -> tuple[Any, Any, Any]:
     """(builder, strongly typed network, parser); GraphRejectedError lists every refused node."""
     trt = flavour.trt
@@ -179,7 +186,7 @@ def parse_onnx(flavour: Flavour, onnx_path: Path, logger: Any) -> tuple[Any, Any
         raise EngineBuildError(
             f"{flavour.name} could not create a builder: {'; '.join(logger.messages[-3:])}"
         )
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         nodes = rejected_nodes(parser, onnx_path)
@@ -219,7 +226,14 @@ def _configure(flavour: Flavour, config: Any, options: BuildOptions) -> bool:
         )
     config.hardware_compatibility_level = levels[level]
     if options.version_compatible:
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        # Still a builder flag in TensorRT 10.x, 11.x and for RTX; only the precision flags went away.
+        flag = getattr(trt.BuilderFlag, "VERSION_COMPATIBLE", None)
+        if flag is None:
+            raise EngineBuildError(
+                f"{flavour.name} {flavour.version} has no VERSION_COMPATIBLE builder flag; "
+                "set engine.version_compatible: false in the spec"
+            )
+        config.set_flag(flag)
     if not flavour.uses_timing_cache:
         return False
     saved = (

@@ -42,7 +42,8 @@ def export_command(spec_path: SpecArg, workdir: WorkdirOpt = None, force: ForceO
             f"{o.max_rel:.2e}",
             "[green]yes" if o.within_tolerance else "[red]NO",
         )
-    console.print(table)
+    if report.outputs:  # an imported ONNX has no PyTorch reference to compare with
+        console.print(table)
     if report.label_agreement is not None:
         console.print(f"label agreement: {report.label_agreement:.4f}")
     if report.min_cosine is not None:

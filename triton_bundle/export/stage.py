@@ -135,6 +135,10 @@ def _move_model(source_dir: Path, target_dir: Path) -> None:
 
 def export_model(spec: ModelSpec, workdir: Path, force: bool = False) -> ExportResult:
     """Export the spec's model to ONNX and prove parity on real data; record it in the manifest."""
+    if spec.source.kind == "onnx":  # already ONNX: checked and adopted, no PyTorch to compare with
+        from triton_bundle.export.adopt import adopt_onnx
+
+        return adopt_onnx(spec, workdir, force)
     task: ExportTask = get_task(spec.task)
     check_source_kind(spec, task)
     workdir = Path(workdir)

@@ -12,7 +12,7 @@ from types import ModuleType
 from torch import nn
 
 from triton_bundle.export.errors import CheckpointError, SourceModuleError
-from triton_bundle.spec import ModelSpec
+from triton_bundle.spec import ModelSpec, SourceSpec
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
@@ -86,8 +86,12 @@ def load_weights(path: Path, allow_pickle: bool) -> dict:
 
 def build_module(spec: ModelSpec) -> tuple[nn.Module, Path]:
     """The constructed module with its weights loaded (strictly: every key must match)."""
-    source = spec.source
-    cls = import_class(str(source.module), spec.base_dir)
+    return build_from_source(spec.source, spec.base_dir)
+
+
+def build_from_source(source: SourceSpec, base_dir: Path) -> tuple[nn.Module, Path]:
+    """build_module for a source section alone (`init` runs one before any spec exists)."""
+    cls = import_class(str(source.module), base_dir)
     try:
         module = cls(**source.kwargs)
     except TypeError as exc:
@@ -97,7 +101,8 @@ def build_module(spec: ModelSpec) -> tuple[nn.Module, Path]:
             f"source.weights is not set: a torch-module export needs the trained weights of {cls.__name__} "
             "as a .safetensors file"
         )
-    weights = spec.resolve(source.weights)
+    weights = Path(source.weights).expanduser()
+    weights = weights if weights.is_absolute() else (base_dir / weights).resolve()
     state = load_weights(weights, source.allow_pickle)
     try:
         result = module.load_state_dict(state, strict=False)

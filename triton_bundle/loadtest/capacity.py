@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Literal
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 from pydantic import BaseModel, Field
 
 from triton_bundle.atomic import atomic_path, write_text_atomic
 from triton_bundle.errors import BundleError
 from triton_bundle.loadtest.runner import LoadtestResult, run_loadtest
 from triton_bundle.loadtest.settings import Endpoint
-from triton_bundle.loadtest.stage import Overrides, build_settings, prepare_run_dir
+from triton_bundle.loadtest.stage import Overrides, build_settings, prepare_run_dir, target_model
 from triton_bundle.loadtest.workload import Workload, workload_for
 from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.plotting import fit_axis, wants_log
 from triton_bundle.spec import ModelSpec, SLOSpec
 
 CapacityMode = Literal["users", "rps"]
@@ -200,7 +202,12 @@ def capacity_stage(
         return outcome_of(result, mode, level, min_rate_fraction)
 
     result = search(
-        evaluate, mode=mode, start=start, limit=limit, max_steps=max_steps, model=overrides.model or spec.name
+        evaluate,
+        mode=mode,
+        start=start,
+        limit=limit,
+        max_steps=max_steps,
+        model=target_model(spec, overrides),
     )
     artifacts = write_capacity_report(result, out_dir)
     manifest = Manifest.load(workdir, spec.name)
@@ -248,24 +255,43 @@ def write_capacity_report(result: CapacityResult, out_dir: Path) -> dict[str, Pa
     return artifacts
 
 
-def plot_capacity(result: CapacityResult, path: Path) -> Path:
+def capacity_figure(result: CapacityResult) -> Figure:
+    """p95 per level (green pass, red fail) and achieved req/s; levels that double get a log axis."""
     fig = Figure(figsize=(8, 4.5))
     ax = fig.subplots()
     ordered = sorted(result.steps, key=lambda s: s.level)
     levels = [s.level for s in ordered]
-    ax.plot(levels, [s.p95_ms if s.p95_ms is not None else math.nan for s in ordered], color="grey", zorder=1)
+    p95 = [s.p95_ms if s.p95_ms is not None else math.nan for s in ordered]
+    ax.plot(levels, p95, color="grey", zorder=1)
     for s in ordered:
-        ax.scatter(s.level, s.p95_ms or 0, color="green" if s.passed else "red", zorder=2)
+        if s.p95_ms is not None:  # a level where nothing completed has no latency: never drawn at 0
+            ax.scatter(s.level, s.p95_ms, color="green" if s.passed else "red", zorder=2)
+    fit_axis(ax, p95, log=wants_log(p95))
+    if wants_log(levels):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xticks(levels)  # the levels measured, not 1.2 or 1.4 users
     ax.set_xlabel("users" if result.mode == "users" else "offered req/s")
     ax.set_ylabel("p95 latency (ms)")
+    missing = [f"{s.level:g}" for s in ordered if s.p95_ms is None]
+    if missing:
+        ax.text(0.01, 0.97, f"no completed requests at {', '.join(missing)}", transform=ax.transAxes,
+                ha="left", va="top", fontsize="small", color="red")  # fmt: skip
     rps_ax = ax.twinx()
-    rps_ax.plot(levels, [s.rps for s in ordered], color="tab:blue", linestyle="--", marker=".")
+    rps = [s.rps for s in ordered]
+    rps_ax.plot(levels, rps, color="tab:blue", linestyle="--", marker=".")
+    fit_axis(rps_ax, rps)
     rps_ax.set_ylabel("achieved req/s", color="tab:blue")
     if result.best is not None:
         ax.axvline(result.best, color="green", linestyle=":", label=f"capacity {result.best:g}")
-        ax.legend(loc="upper left", fontsize="small")
+        ax.legend(loc="lower right", fontsize="small")
     ax.set_title(f"{result.model}: capacity search (green pass, red fail)")
     fig.tight_layout()
+    return fig
+
+
+def plot_capacity(result: CapacityResult, path: Path) -> Path:
+    fig = capacity_figure(result)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     return path

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, open_spec
 from triton_bundle.loadtest.settings import Endpoint, Protocol, ShapeKind
-from triton_bundle.loadtest.stage import Overrides, local_server
+from triton_bundle.loadtest.stage import Overrides, local_server, target_model
 from triton_bundle.spec import ModelSpec, SLOSpec
 
 console = Console()
@@ -132,7 +132,7 @@ def loadtest_command(
     slo = _slo(spec, p50_ms, p95_ms, p99_ms, max_error_rate, min_rps)
     with (
         _endpoint(spec, workdir, serve, repository, protocol) as endpoint,
-        console.status(f"load-testing {overrides.model or spec.name} ..."),
+        console.status(f"load-testing {target_model(spec, overrides)} ..."),
     ):
         result = loadtest_stage(spec, workdir, overrides, out=out, force=force, slo=slo, endpoint=endpoint)
     print_result(result)

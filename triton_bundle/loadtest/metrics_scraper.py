@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 
 from triton_bundle.admin_key import admin_headers
+from triton_bundle.bearer import auth_headers
 from triton_bundle.loadtest.settings import Endpoint
 
 _NS_PER_MS = 1e6
@@ -114,8 +115,9 @@ class ServerSummary(BaseModel):
 
 
 def _get(url: str) -> bytes:
-    # The statistics API is restricted in the production configs: send the admin key when one is set.
-    request = urllib.request.Request(url, headers=admin_headers("http"))
+    # The statistics API is restricted in the production configs: send the admin key when one is set,
+    # and the proxy's bearer token when the statistics go through it.
+    request = urllib.request.Request(url, headers={**auth_headers(), **admin_headers("http")})
     with urllib.request.urlopen(request, timeout=_FETCH_TIMEOUT_S) as response:
         return response.read()
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from triton_bundle.bearer import auth_headers
 from triton_bundle.errors import BundleError
 from triton_bundle.loadtest.settings import Endpoint
 from triton_bundle.loadtest.workload import Workload
@@ -146,13 +147,24 @@ def install_perf_analyzer() -> PerfAnalyzerInstall:
 
 
 def input_data(workload: Workload, path: Path, seed: int = 0) -> list[str]:
-    """perf_analyzer's --input-data JSON (texts with the workload's length mix) and extra arguments."""
+    """perf_analyzer's --input-data JSON (texts with the workload's length mix, or the tensor workload's
+    .npz rows: the same requests Locust sends) and extra arguments."""
     if workload.kind == "image":
         raise PerfAnalyzerError("loadtest-compare supports text and tensor workloads, not images yet")
-    if workload.kind == "tensor":
-        shapes = [f"--shape={t.name}:{','.join(str(d) for d in t.item_shape)}" for t in workload.tensors]
-        return ["--input-data", "random", *shapes]
     rng = random.Random(seed)
+    if workload.kind == "tensor":
+        steps = [workload.make_batch(rng, 1) for _ in range(_INPUT_SAMPLES)]
+        data = {
+            "data": [
+                {
+                    i.name: {"content": i.array.reshape(-1).tolist(), "shape": list(i.array.shape[1:])}
+                    for i in step
+                }
+                for step in steps
+            ]
+        }
+        path.write_text(json.dumps(data), encoding="utf-8")
+        return ["--input-data", str(path)]
     texts = [rng.choice(workload.texts) for _ in range(min(_INPUT_SAMPLES, len(workload.texts)))]
     data = {"data": [{workload.input_name: {"content": [t], "shape": [1]}} for t in texts]}
     path.write_text(json.dumps(data), encoding="utf-8")
@@ -196,6 +208,8 @@ def run_perf_analyzer(
         "-f",
         str(csv_path),
         *input_data(workload, out_dir / "perf_analyzer_input.json"),
+        # Through the authenticating proxy: the bearer token (HTTP header / gRPC metadata).
+        *[arg for key, value in auth_headers().items() for arg in ("-H", f"{key}:{value}")],
     ]
     log = out_dir / "perf_analyzer.log"
     with open(log, "wb") as fh:
@@ -208,6 +222,9 @@ def run_perf_analyzer(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+        finally:
+            # The request texts were perf_analyzer's input only: the report directory keeps no payloads.
+            (out_dir / "perf_analyzer_input.json").unlink(missing_ok=True)
     if process.returncode != 0 or not csv_path.is_file():
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise PerfAnalyzerError(f"perf_analyzer exited with {process.returncode}:\n{tail}")

@@ -10,12 +10,14 @@ import os
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from pydantic import BaseModel
 
 from triton_bundle.atomic import atomic_path, write_text_atomic
 from triton_bundle.loadtest.incidents import Incident, find_incidents, what_happened
 from triton_bundle.loadtest.results import TimelinePoint, percentile, timeline_points
 from triton_bundle.loadtest.runner import LoadtestResult
+from triton_bundle.plotting import Reference, draw_references, fit_axis
 
 _DPI = 110
 
@@ -160,64 +162,92 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _slo_lines(ax, result: LoadtestResult) -> None:
-    slo = {c.name: c.threshold for c in result.gate.checks}
-    for name, style in (("p50_ms", ":"), ("p95_ms", "--"), ("p99_ms", "-.")):
-        if name in slo:
-            ax.axhline(slo[name], color="red", linestyle=style, linewidth=1, label=f"SLO {name[:3]}")
+_SLO_STYLES = {"p50_ms": ":", "p95_ms": "--", "p99_ms": "-."}
 
 
-def plot_timeline(result: LoadtestResult, points: list[TimelinePoint], path: Path) -> Path:
+def latency_slos(result: LoadtestResult) -> list[Reference]:
+    """The run's latency SLOs as reference lines (p50 dotted, p95 dashed, p99 dash-dot)."""
+    return [
+        Reference(c.threshold, f"SLO {c.name[:3]}", style=_SLO_STYLES.get(c.name, "--"))
+        for c in result.gate.checks
+        if c.unit == "ms"
+    ]
+
+
+def timeline_figure(
+    points: list[TimelinePoint], model: str, slos: list[Reference], target_rps: float | None = None
+) -> Figure:
+    """Throughput, failures and users per second (top); p50 / p95 / p99 per second (bottom)."""
     fig = Figure(figsize=(9, 6.5))
     top, bottom = fig.subplots(2, 1, sharex=True)
     t = [p.t_s for p in points]
-    top.plot(t, [p.rps for p in points], marker=".", label="requests/s")
-    top.plot(t, [p.failures_per_s for p in points], color="red", marker=".", label="failures/s")
-    if result.target_rps:
-        top.axhline(result.target_rps, color="grey", linestyle="--", linewidth=1, label="target rate")
+    rps = [p.rps for p in points]
+    failures = [p.failures_per_s for p in points]
+    top.plot(t, rps, marker=".", label="requests/s")
+    top.plot(t, failures, color="red", marker=".", label="failures/s")
+    target = [Reference(target_rps, "target rate", color="grey")] if target_rps else []
+    draw_references(top, [*rps, *failures], target, "req/s", log=False)
     top.set_ylabel("requests / s")
     users = top.twinx()
-    users.step(t, [p.users or 0 for p in points], where="post", color="green", alpha=0.5, label="users")
+    counts = [p.users or 0 for p in points]
+    users.step(t, counts, where="post", color="green", alpha=0.5, label="users")
+    fit_axis(users, counts)  # a constant user count is a level on 0..N, not a zoomed-in line
+    users.yaxis.set_major_locator(MaxNLocator(integer=True))
     users.set_ylabel("users")
     top.legend(loc="upper left", fontsize="small")
     users.legend(loc="upper right", fontsize="small")
+    latencies: list[float | None] = []
     for label, attr in (("p50", "p50_ms"), ("p95", "p95_ms"), ("p99", "p99_ms")):
         values = [getattr(p, attr) for p in points]
+        latencies += values
         bottom.plot(t, [float("nan") if v is None else v for v in values], marker=".", label=label)
-    _slo_lines(bottom, result)
+    draw_references(bottom, latencies, slos, "ms")
     bottom.set_xlabel("seconds since start")
     bottom.set_ylabel("latency (ms)")
     bottom.legend(loc="upper left", fontsize="small")
-    fig.suptitle(f"{result.settings.model}: throughput and latency per second")
+    fig.suptitle(f"{model}: throughput and latency per second")
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def plot_latency_histogram(result: LoadtestResult, path: Path) -> Path:
+def plot_timeline(result: LoadtestResult, points: list[TimelinePoint], path: Path) -> Path:
+    return _save(
+        timeline_figure(points, result.settings.model, latency_slos(result), result.target_rps), path
+    )
+
+
+def histogram_figure(histogram: dict[float, int], model: str, requests: int, slos: list[Reference]) -> Figure:
     fig = Figure(figsize=(8, 4.5))
     ax = fig.subplots()
-    hist = result.client.histogram
-    if hist:
-        keys = sorted(hist)
-        ax.hist(keys, bins=min(60, max(10, len(keys))), weights=[hist[k] for k in keys], color="steelblue")
+    if histogram:
+        keys = sorted(histogram)
+        ax.hist(
+            keys, bins=min(60, max(10, len(keys))), weights=[histogram[k] for k in keys], color="steelblue"
+        )
         for q, style in ((0.50, ":"), (0.95, "--"), (0.99, "-.")):
-            value = percentile(hist, q)
+            value = percentile(histogram, q)
             if value is not None:
                 ax.axvline(
                     value, color="black", linestyle=style, linewidth=1, label=f"p{int(q * 100)} {value:g} ms"
                 )
-        for check in result.gate.checks:
-            # A threshold far right of every sample would squeeze the histogram into one bar.
-            if check.unit == "ms" and check.threshold <= 1.5 * max(keys):
-                ax.axvline(check.threshold, color="red", linewidth=1, label=f"SLO {check.description}")
-        ax.legend(fontsize="small")
+        # A threshold far right of every sample would squeeze the histogram into one bar: noted instead.
+        draw_references(ax, keys, slos, "ms", axis="x", log=False)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize="small", loc="center right")
     else:
         ax.text(0.5, 0.5, "no completed requests", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("requests")
-    ax.set_title(f"{result.settings.model}: latency distribution ({result.client.requests} requests)")
+    ax.set_title(f"{model}: latency distribution ({requests} requests)")
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
+
+
+def plot_latency_histogram(result: LoadtestResult, path: Path) -> Path:
+    client = result.client
+    return _save(
+        histogram_figure(client.histogram, result.settings.model, client.requests, latency_slos(result)), path
+    )
 
 
 def plot_server_split(result: LoadtestResult, path: Path) -> Path:
@@ -235,10 +265,12 @@ def plot_server_split(result: LoadtestResult, path: Path) -> Path:
         )
         offset = [0.0] * len(steps)
         for label, values, color in parts:
-            left.barh(names, values, left=offset, label=label, color=color)
+            left.barh(names, values, left=offset, label=label, color=color, height=0.6)
             offset = [o + v for o, v in zip(offset, values, strict=True)]
+        fit_axis(left, offset, axis="x")  # bar segments' sticky edges would end the axis flush on the longest
         left.set_xlabel("ms per request")
-        left.legend(fontsize="small")
+        # Below the axis: inside, it covers the bars (one model fills the whole panel).
+        left.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     else:
         left.text(0.5, 0.5, "no server statistics", ha="center", va="center", transform=left.transAxes)
     left.set_title("where server time goes, per model")
@@ -252,6 +284,7 @@ def plot_server_split(result: LoadtestResult, path: Path) -> Path:
             labels=["queue", "compute"],
             colors=["tab:orange", "tab:blue"],
         )
+        fit_axis(right, [(p.queue_ms or 0) + (p.compute_ms or 0) for p in points])
         right.set_xlabel("seconds since start")
         right.set_ylabel("ms per request")
         right.legend(loc="upper left", fontsize="small")

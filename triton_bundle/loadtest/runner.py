@@ -259,6 +259,9 @@ def run_loadtest(
         locust = run_locust(settings, run_dir)
     finally:
         server = scraper.stop()
+        # The request texts were only for Locust: the report directory keeps no payloads (the spec's
+        # data and the seed reproduce them).
+        settings.workload_path.unlink(missing_ok=True)
     return LoadtestResult(
         settings=settings,
         workload_source=workload.source,

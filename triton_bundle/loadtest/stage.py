@@ -28,7 +28,7 @@ from triton_bundle.loadtest.settings import (
 )
 from triton_bundle.loadtest.workload import Workload, workload_for
 from triton_bundle.manifest import Manifest, StageRecord
-from triton_bundle.repository.contract import ensemble_model
+from triton_bundle.repository.contract import entry_model
 from triton_bundle.spec import ModelSpec, SLOSpec
 
 STAGE = "loadtest"
@@ -61,6 +61,11 @@ class Overrides(BaseModel):
     think_time_s: float | None = None
     model: str | None = None
     seed: int | None = None
+
+
+def target_model(spec: ModelSpec, o: Overrides) -> str:
+    """--model, else the model clients call for the spec's task (the repository's entry model)."""
+    return o.model or entry_model(spec.name, spec.task)
 
 
 def _client_host(host: str) -> str:
@@ -107,7 +112,7 @@ def build_settings(
             target_rps=target_rps,
         )
         return LoadSettings(
-            model=o.model or ensemble_model(spec.name),
+            model=target_model(spec, o),
             endpoint=endpoint or resolve_endpoint(spec, o),
             shape=shape,
             request_batch_size=pick(o.request_batch_size, lt.request_batch_size),

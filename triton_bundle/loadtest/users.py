@@ -15,9 +15,11 @@ from typing import Any, ClassVar
 import gevent
 from locust import User, task
 
+from triton_bundle.bearer import auth_headers
 from triton_bundle.loadtest.locust_process import ProcessState, process_state
 from triton_bundle.loadtest.shapes import per_user_rate
 from triton_bundle.loadtest.workload import InputArray
+from triton_bundle.redact import redact
 
 _IDLE_WHEN_CAPPED_S = 0.25
 # A server that is down refuses connections in microseconds: without a pause each user would spin,
@@ -42,6 +44,7 @@ class TritonUser(User):
         TritonUser._users_started += 1
         # Distinct, reproducible request streams per user.
         self.rng = random.Random(settings.seed * 1_000_003 + TritonUser._users_started)
+        self.auth = auth_headers()  # the proxy's bearer token, when TRITON_BEARER_TOKEN(_FILE) is set
         self.client: Any = self._connect()
         self.interval_s: float | None = None
         rate = per_user_rate(settings.shape)
@@ -78,7 +81,7 @@ class TritonUser(User):
         try:
             length = self._check(self._infer(inputs), settings.request_batch_size)
         except Exception as exc:  # every failure is a measurement, not a crash of the user
-            exception = exc
+            exception = _without_payloads(exc, inputs)
         self.environment.events.request.fire(
             request_type=self.request_type,
             name=settings.model,
@@ -112,6 +115,19 @@ class TritonUser(User):
         raise NotImplementedError
 
 
+class RequestFailedError(Exception):
+    """A failed request, its message stripped of the request's texts (reports must not quote payloads)."""
+
+
+def _without_payloads(exc: Exception, inputs: list[InputArray]) -> Exception:
+    texts = [v for item in inputs if item.array.dtype == object for v in item.array.ravel().tolist()]
+    message = str(exc)
+    cleaned = redact(message, texts)
+    if cleaned == message:
+        return exc  # keep the original: the unreachable-server check reads its type
+    return RequestFailedError(f"{type(exc).__name__}: {cleaned}")
+
+
 def _server_unreachable(exc: Exception) -> bool:
     """Connection refused / reset / closed, gRPC UNAVAILABLE, HTTP 502-504: the server, not the request."""
     from triton_bundle.client.retry import Failure, classify_failure
@@ -141,7 +157,9 @@ class TritonHttpUser(TritonUser):
             tensor.set_data_from_numpy(item.array, binary_data=True)
             tensors.append(tensor)
         outputs = [self._http.InferRequestedOutput(n, binary_data=True) for n in self.state.settings.outputs]
-        return self.client.infer(self.state.settings.model, tensors, outputs=outputs or None)
+        return self.client.infer(
+            self.state.settings.model, tensors, outputs=outputs or None, headers=self.auth or None
+        )
 
 
 class TritonGrpcUser(TritonUser):
@@ -169,4 +187,5 @@ class TritonGrpcUser(TritonUser):
             tensors,
             outputs=outputs or None,
             client_timeout=self.state.settings.request_timeout_s,
+            headers=self.auth or None,
         )

@@ -1,9 +1,9 @@
-"""What the simulated clients send: real texts or images from the spec's data, or tensors shaped like the
-model's inputs.
+"""What the simulated clients send: real texts, images or tensor rows from the spec's data.
 
 Texts are drawn uniformly from the spec's eval + train data, so requests carry the data's real length mix
 (the tokenizer's and the model's cost depend on it). Images are the eval data's encoded files, sent as the
-ensemble's IMAGE bytes. The pool is saved as JSON beside the run's settings, so every Locust worker samples
+ensemble's IMAGE bytes. Tensor models get rows of the eval .npz (one array per input, rows along dim 0),
+drawn at random per request. The pool is saved as JSON beside the run's settings, so every Locust worker samples
 from the same texts (image paths must exist on every worker host).
 """
 
@@ -23,7 +23,7 @@ from triton_bundle.atomic import write_text_atomic
 from triton_bundle.data import load_texts
 from triton_bundle.errors import BundleError
 from triton_bundle.repository.contract import IMAGE_INPUT, TEXT_INPUT
-from triton_bundle.spec import ModelSpec, TensorSpec
+from triton_bundle.spec import ModelSpec
 
 DEFAULT_POOL_SIZE = 10_000
 IMAGE_POOL_SIZE = 256
@@ -88,15 +88,30 @@ class Workload(BaseModel):
     texts: list[str] = Field(default_factory=list)
     images: list[Path] = Field(default_factory=list, description="encoded image files (absolute paths)")
     tensors: list[TensorInputSpec] = Field(default_factory=list)
+    tensor_file: Path | None = Field(None, description="tensor models: the .npz whose rows are sent")
     _image_bytes: dict[Path, bytes] = PrivateAttr(default_factory=dict)
+    _rows: dict[str, np.ndarray] | None = PrivateAttr(None)
 
     def make_batch(self, rng: random.Random, batch_size: int) -> list[InputArray]:
         """The inputs of one request of `batch_size` items."""
         if self.kind in ("text", "image"):
             picked = [self._item(rng) for _ in range(batch_size)]
             return [InputArray(self.input_name, "BYTES", np.array(picked, dtype=object).reshape(-1, 1))]
-        np_rng = np.random.default_rng(rng.getrandbits(32))
-        return [_random_tensor(t, batch_size, np_rng) for t in self.tensors]
+        rows = self._tensor_rows()
+        count = next(iter(rows.values())).shape[0]
+        picked = [rng.randrange(count) for _ in range(batch_size)]
+        return [InputArray(t.name, t.datatype, rows[t.name][picked]) for t in self.tensors]
+
+    def _tensor_rows(self) -> dict[str, np.ndarray]:
+        if self._rows is None:  # read once per process, not per request
+            if self.tensor_file is None:
+                raise WorkloadError("a tensor workload needs tensor_file (the spec's data.eval .npz)")
+            with np.load(self.tensor_file, allow_pickle=False) as npz:
+                self._rows = {
+                    t.name: np.ascontiguousarray(npz[t.name], dtype=_numpy_dtype(t.datatype))
+                    for t in self.tensors
+                }
+        return self._rows
 
     def _item(self, rng: random.Random) -> bytes:
         if self.kind == "text":
@@ -139,19 +154,8 @@ class Workload(BaseModel):
         return cls.model_validate_json(path.read_text(encoding="utf-8"))
 
 
-def _random_tensor(spec: TensorInputSpec, batch_size: int, rng: np.random.Generator) -> InputArray:
-    shape = [batch_size, *spec.item_shape]
-    match spec.datatype:
-        case "FP32" | "FP16":
-            array = rng.standard_normal(shape).astype(np.float16 if spec.datatype == "FP16" else np.float32)
-        case "BOOL":
-            array = rng.integers(0, 2, shape).astype(bool)
-        case "BYTES":
-            array = np.array([b"x"] * int(np.prod(shape)), dtype=object).reshape(shape)
-        case _:
-            # Small non-negative ints stay valid as token ids / class ids for any vocabulary.
-            array = rng.integers(0, 100, shape).astype(np.dtype(spec.datatype.lower()))
-    return InputArray(spec.name, spec.datatype, array)
+def _numpy_dtype(datatype: str) -> np.dtype:
+    return np.dtype(bool) if datatype == "BOOL" else np.dtype(datatype.lower().replace("fp", "float"))
 
 
 def text_workload(spec: ModelSpec, *, pool_size: int = DEFAULT_POOL_SIZE, seed: int = 0) -> Workload:
@@ -212,33 +216,31 @@ def image_workload(spec: ModelSpec, *, pool_size: int = IMAGE_POOL_SIZE, seed: i
     )
 
 
-def _item_shape(spec: ModelSpec, tensor: TensorSpec) -> list[int]:
-    dims = tensor.shape[1:] if tensor.shape and tensor.shape[0] == "batch" else tensor.shape
-    resolved: list[int] = []
-    for dim in dims:
-        if isinstance(dim, int):
-            resolved.append(dim)
-        elif dim == "sequence":
-            resolved.append(spec.shapes.sequence.opt)
-        elif dim in spec.shapes.extra:
-            resolved.append(spec.shapes.extra[dim].opt)
-        else:
-            raise WorkloadError(
-                f"input '{tensor.name}' has dynamic dim '{dim}' with no range: add shapes.extra.{dim} "
-                "(min/opt/max) to the spec"
-            )
-    return resolved
-
-
 def tensor_workload(spec: ModelSpec) -> Workload:
-    """Synthetic tensors at each dynamic dim's `opt` size (task 'tensor': the spec names no data shape)."""
+    """Rows of the spec's eval .npz (the export's parity data), checked against the declared inputs."""
+    from triton_bundle.export.errors import ExportError
+    from triton_bundle.export.tensor_inputs import load_tensors
+
     if not spec.inputs:
         raise WorkloadError("task 'tensor' needs 'inputs' in the spec to build requests")
+    path = spec.resolve(spec.data.eval)
+    try:
+        arrays = load_tensors(path, spec.inputs)
+    except ExportError as exc:
+        raise WorkloadError(f"no tensor rows to send: {exc}") from None
+    rows = {int(a.shape[0]) for a in arrays.values()}
+    if len(rows) != 1 or 0 in rows:
+        raise WorkloadError(
+            f"{path}: the inputs need the same number of rows (> 0) along dim 0, got {sorted(rows)}"
+        )
     tensors = [
-        TensorInputSpec(name=t.name, datatype=TRITON_DATATYPES[t.dtype], item_shape=_item_shape(spec, t))
+        TensorInputSpec(
+            name=t.name, datatype=TRITON_DATATYPES[t.dtype], item_shape=list(arrays[t.name].shape[1:])
+        )
         for t in spec.inputs
     ]
-    return Workload(kind="tensor", source="synthetic tensors at each dynamic dim's opt size", tensors=tensors)
+    source = f"{rows.pop()} rows of {path.name}"
+    return Workload(kind="tensor", source=source, tensors=tensors, tensor_file=path)
 
 
 def workload_for(spec: ModelSpec, *, seed: int = 0) -> Workload:

@@ -92,7 +92,7 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
     from triton_bundle.finetune import finetune
     from triton_bundle.loadtest.cli import print_result
     from triton_bundle.loadtest.stage import Overrides, loadtest_stage
-    from triton_bundle.repository.contract import ensemble_model
+    from triton_bundle.repository.contract import entry_model
     from triton_bundle.repository.generate import generate_repository
     from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
 
@@ -153,7 +153,7 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
         for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
             t0 = time.perf_counter()
             with TritonClient(url, protocol) as client:
-                results = client.classify(ensemble_model(spec.name), heldout.texts)
+                results = client.classify(entry_model(spec.name, spec.task), heldout.texts)
             served = [r.labels[0] for r in results]
             agree = sum(a == b for a, b in zip(served, reference, strict=True)) / len(reference)
             accurate = sum(a == b for a, b in zip(served, heldout.labels, strict=True)) / len(reference)

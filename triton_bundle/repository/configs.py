@@ -82,6 +82,7 @@ class TokenizerSettings:
     bucket_size: int
     pad_id: int
     outputs: tuple[TensorInfo, ...]  # the tensor model's token inputs, in graph order
+    spans: bool = False  # token classification: also offsets + special_tokens_mask for the postprocess
 
 
 def tokenizer_config(name: str, options: RepositoryOptions, settings: TokenizerSettings) -> mc.ModelConfig:
@@ -92,6 +93,11 @@ def tokenizer_config(name: str, options: RepositoryOptions, settings: TokenizerS
     dtype = "int32" if id_type == {mc.TYPE_INT32} else "int64"
     for tensor in settings.outputs:
         config.output.add(name=tensor.name, data_type=tensor.data_type, dims=[-1])
+    names = [t.name for t in settings.outputs]
+    if settings.spans:
+        config.output.add(name=contract.OFFSETS, data_type=mc.TYPE_INT32, dims=[-1, 2])
+        config.output.add(name=contract.SPECIAL_TOKENS_MASK, data_type=mc.TYPE_INT32, dims=[-1])
+        names += [contract.OFFSETS, contract.SPECIAL_TOKENS_MASK]
     _helper_batching(config, options)
     _cpu_instances(config, options.tokenizer_instances)
     _param(config, "tokenizer_file", "tokenizer.json")
@@ -100,7 +106,7 @@ def tokenizer_config(name: str, options: RepositoryOptions, settings: TokenizerS
     _param(config, "padding", settings.padding)
     _param(config, "bucket_size", settings.bucket_size)
     _param(config, "pad_id", settings.pad_id)
-    _param(config, "outputs", ",".join(t.name for t in settings.outputs))
+    _param(config, "outputs", ",".join(names))
     _param(config, "dtype", dtype)
     return config
 
@@ -145,6 +151,44 @@ def classification_postprocess_config(
     _param(config, "labels_file", LABELS_FILE)
     _param(config, "input_name", logits.name)
     _param(config, "top_k", top_k)
+    return config
+
+
+@dataclass(frozen=True)
+class TokenPostprocessSettings:
+    logits: TensorInfo  # [batch, sequence, labels]
+    input_ids: TensorInfo
+    unk_id: int
+    max_length: int  # the tokenizer's: TEXT is cut to the same characters before offsets apply
+
+
+def token_postprocess_config(
+    name: str, options: RepositoryOptions, settings: TokenPostprocessSettings
+) -> mc.ModelConfig:
+    """Token classification: TEXT + token spans + per-token logits -> ENTITIES (JSON per text)."""
+    config = _base(name, options)
+    config.backend = PYTHON_BACKEND
+    config.input.add(name=contract.TEXT_INPUT, data_type=mc.TYPE_STRING, dims=[1])
+    config.input.add(name=contract.AGGREGATION_INPUT, data_type=mc.TYPE_STRING, dims=[1], optional=True)
+    ids = settings.input_ids
+    for input_name, data_type, dims in (
+        (ids.name, ids.data_type, [-1]),
+        (contract.OFFSETS, mc.TYPE_INT32, [-1, 2]),
+        (contract.SPECIAL_TOKENS_MASK, mc.TYPE_INT32, [-1]),
+        (settings.logits.name, settings.logits.data_type, [-1, settings.logits.dims[-1]]),
+    ):
+        # Each request keeps its own padded width: ragged, never re-padded by the batcher.
+        config.input.add(name=input_name, data_type=data_type, dims=dims, allow_ragged_batch=True)
+    config.output.add(name=contract.ENTITIES_OUTPUT, data_type=mc.TYPE_STRING, dims=[1])
+    _helper_batching(config, options)
+    _cpu_instances(config, 1)
+    _param(config, "labels_file", LABELS_FILE)
+    _param(config, "tokenizer_file", "tokenizer.json")
+    _param(config, "unk_id", settings.unk_id)
+    _param(config, "max_length", settings.max_length)
+    _param(config, "aggregation_strategy", options.aggregation_strategy)
+    _param(config, "ignore_labels", ",".join(options.ignore_labels))
+    _param(config, "logits_name", settings.logits.name)
     return config
 
 
@@ -295,14 +339,16 @@ class Step:
 def ensemble_config(
     name: str,
     options: RepositoryOptions,
-    inputs: Sequence[tuple[str, int, list[int]]],
+    inputs: Sequence[tuple[str, int, list[int]] | tuple[str, int, list[int], bool]],  # (..., optional)
     outputs: Sequence[tuple[str, int, list[int]]],
     steps: Sequence[Step],
 ) -> mc.ModelConfig:
     config = _base(name, options)
     config.platform = ENSEMBLE_PLATFORM
-    for tensor_name, data_type, dims in inputs:
-        config.input.add(name=tensor_name, data_type=data_type, dims=dims)
+    for tensor_name, data_type, dims, *optional in inputs:
+        config.input.add(
+            name=tensor_name, data_type=data_type, dims=dims, optional=bool(optional and optional[0])
+        )
     for tensor_name, data_type, dims in outputs:
         config.output.add(name=tensor_name, data_type=data_type, dims=dims)
     for step in steps:

@@ -46,6 +46,8 @@ class RepositoryOptions(BaseModel):
     intra_op_threads: Annotated[int, Field(ge=0)] = 0
     tokenizer_instances: Annotated[int, Field(ge=1)] = 1
     normalize_embeddings: bool = True
+    aggregation_strategy: Literal["none", "simple", "first", "average", "max"] = "simple"
+    ignore_labels: list[str] = Field(default_factory=lambda: ["O"])
 
     @model_validator(mode="after")
     def _distinct_versions(self) -> RepositoryOptions:
@@ -76,6 +78,8 @@ class RepositoryOptions(BaseModel):
             "response_cache": repo.response_cache,
             "expose_tensor_model": repo.expose_tensor_model,
             "top_k": repo.top_k,
+            "aggregation_strategy": repo.aggregation_strategy,
+            "ignore_labels": list(repo.ignore_labels),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls.model_validate(values)

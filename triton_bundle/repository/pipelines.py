@@ -113,6 +113,41 @@ def _tensor_warmup(
     warmup.add_token_warmup(model.config, model.files, graph.inputs, samples)
 
 
+@dataclass
+class _TextHead:
+    """What a text task adds after tokenizer -> tensor model: models, ensemble steps and outputs."""
+
+    models: list[ModelFiles]
+    steps: list[configs.Step]
+    outputs: list[tuple[str, int, list[int]]]
+    names: dict[str, str]
+    inputs: list[tuple[str, int, list[int], bool]] = field(default_factory=list)
+
+
+def _tokenizer_model(
+    name: str, options: RepositoryOptions, graph: GraphSignature, tok: TokenizerSource, sequence: SequenceRange,
+    padding: str, sources: ModelSources, spans: bool,
+) -> ModelFiles:  # fmt: skip
+    settings = configs.TokenizerSettings(
+        max_length=sequence.max,
+        min_length=sequence.min,
+        padding=padding,
+        bucket_size=options.bucket_size,
+        pad_id=tok.pad_id,
+        outputs=graph.inputs,
+        spans=spans,
+    )
+    config = configs.tokenizer_config(name, options, settings)
+    model = ModelFiles(
+        config=config,
+        files={"1/model.py": python_model_source("text_tokenizer"), "1/tokenizer.json": tok.tokenizer_json},
+    )
+    if options.warmup:
+        batches = (1, options.max_batch_size)
+        warmup.add_text_warmup(config, model.files, contract.TEXT_INPUT, sources.sample_texts[0], batches)
+    return model
+
+
 def text_plan(spec: ModelSpec, options: RepositoryOptions, sources: ModelSources) -> RepositoryPlan:
     graph = common_signature(sources)
     unknown = [t.name for t in graph.inputs if t.name not in TOKEN_INPUTS]
@@ -130,42 +165,16 @@ def text_plan(spec: ModelSpec, options: RepositoryOptions, sources: ModelSources
             f"the graph's sequence dim is fixed at {sequence.max}: the tokenizer pads every text to it"
         )
     pad_values = {contract.INPUT_IDS: tok.pad_id, contract.ATTENTION_MASK: 0, contract.TOKEN_TYPE_IDS: 0}
-
-    names = {
-        "ensemble": contract.ensemble_model(spec.name),
-        "tokenizer": contract.tokenizer_model(spec.name),
-        "tensor": contract.tensor_model(spec.name),
-    }
-    tokenizer_cfg = configs.tokenizer_config(
-        names["tokenizer"],
-        options,
-        configs.TokenizerSettings(
-            max_length=sequence.max,
-            min_length=sequence.min,
-            padding=padding,
-            bucket_size=options.bucket_size,
-            pad_id=tok.pad_id,
-            outputs=graph.inputs,
-        ),
+    names = {"tokenizer": contract.tokenizer_model(spec.name), "tensor": contract.tensor_model(spec.name)}
+    spans = spec.task == "token-classification"
+    tokenizer_model = _tokenizer_model(
+        names["tokenizer"], options, graph, tok, sequence, padding, sources, spans
     )
-    tokenizer_model = ModelFiles(
-        config=tokenizer_cfg,
-        files={"1/model.py": python_model_source("text_tokenizer"), "1/tokenizer.json": tok.tokenizer_json},
-    )
-    if options.warmup:
-        warmup.add_text_warmup(
-            tokenizer_cfg,
-            tokenizer_model.files,
-            contract.TEXT_INPUT,
-            sources.sample_texts[0],
-            (1, options.max_batch_size),
-        )
 
     labels_text = None
     label_file = ""
     if spec.task in ("text-classification", "token-classification"):
-        labels = _labels(sources, _classifier_output(graph).dims[-1])
-        labels_text = "\n".join(labels) + "\n"
+        labels_text = "\n".join(_labels(sources, _classifier_output(graph).dims[-1])) + "\n"
         label_file = configs.LABELS_FILE if options.expose_tensor_model else ""
     tensor = build_tensor_model(
         spec.name,
@@ -180,71 +189,139 @@ def text_plan(spec: ModelSpec, options: RepositoryOptions, sources: ModelSources
     if options.warmup:
         _tensor_warmup(tensor, graph, tok, sources, sequence, options)
 
-    models = [tokenizer_model, tensor]
     token_map = {t.name: t.name for t in graph.inputs}
-    steps = [configs.Step(names["tokenizer"], {contract.TEXT_INPUT: contract.TEXT_INPUT}, token_map)]
-    text_in = [(contract.TEXT_INPUT, mc.TYPE_STRING, [1])]
+    tokenizer_out = token_map | (
+        {n: n for n in (contract.OFFSETS, contract.SPECIAL_TOKENS_MASK)} if spans else {}
+    )
+    head = _TEXT_HEADS[spec.task](spec, options, graph, token_map, labels_text or "", tok, sequence)
+    steps = [configs.Step(names["tokenizer"], {contract.TEXT_INPUT: contract.TEXT_INPUT}, tokenizer_out)]
+    text_in = [(contract.TEXT_INPUT, mc.TYPE_STRING, [1], False), *head.inputs]
+    names |= head.names | {"ensemble": contract.ensemble_model(spec.name)}
+    ensemble = configs.ensemble_config(names["ensemble"], options, text_in, head.outputs, steps + head.steps)
+    models = [ModelFiles(ensemble), tokenizer_model, tensor, *head.models]
+    return RepositoryPlan(models, _with_entry(spec, names), notes, sequence, padding)
 
-    if spec.task == "text-classification":
-        logits = _classifier_output(graph)
-        names["postprocess"] = contract.postprocess_model(spec.name)
-        post_cfg = configs.classification_postprocess_config(
-            names["postprocess"], options, logits, logits.dims[-1]
-        )
-        if options.warmup:
-            warmup.add_zero_warmup(post_cfg, [(logits.name, logits.data_type, [logits.dims[-1]])])
-        models.append(
-            ModelFiles(
-                post_cfg,
-                {
-                    "1/model.py": python_model_source("classification_postprocess"),
-                    configs.LABELS_FILE: labels_text or "",
-                },
-            )
-        )
-        top_k = min(options.top_k, logits.dims[-1])
-        steps += [
-            configs.Step(names["tensor"], token_map, {logits.name: logits.name}),
-            configs.Step(
-                names["postprocess"],
-                {logits.name: logits.name},
-                {
-                    n: n
-                    for n in (contract.LABELS_OUTPUT, contract.SCORES_OUTPUT, contract.PROBABILITIES_OUTPUT)
-                },
-            ),
-        ]
-        outputs = [
+
+def _classification_head(
+    spec: ModelSpec, options: RepositoryOptions, graph: GraphSignature, token_map: dict[str, str],
+    labels_text: str, tok: TokenizerSource, sequence: SequenceRange,
+) -> _TextHead:  # fmt: skip
+    logits = _classifier_output(graph)
+    name = contract.postprocess_model(spec.name)
+    post_cfg = configs.classification_postprocess_config(name, options, logits, logits.dims[-1])
+    if options.warmup:
+        warmup.add_zero_warmup(post_cfg, [(logits.name, logits.data_type, [logits.dims[-1]])])
+    files = {
+        "1/model.py": python_model_source("classification_postprocess"),
+        configs.LABELS_FILE: labels_text,
+    }
+    top_k = min(options.top_k, logits.dims[-1])
+    results = (contract.LABELS_OUTPUT, contract.SCORES_OUTPUT, contract.PROBABILITIES_OUTPUT)
+    return _TextHead(
+        models=[ModelFiles(post_cfg, files)],
+        steps=[
+            configs.Step(contract.tensor_model(spec.name), token_map, {logits.name: logits.name}),
+            configs.Step(name, {logits.name: logits.name}, {n: n for n in results}),
+        ],
+        outputs=[
             (contract.LABELS_OUTPUT, mc.TYPE_STRING, [top_k]),
             (contract.SCORES_OUTPUT, mc.TYPE_FP32, [top_k]),
             (contract.PROBABILITIES_OUTPUT, mc.TYPE_FP32, [logits.dims[-1]]),
-        ]
-    elif spec.task == "feature-extraction":
-        embedding = graph.outputs[0]
-        if embedding.dims[-1] == -1:
-            raise RepositoryError(
-                f"the embedding output '{embedding.name}' needs a fixed hidden size, got {list(embedding.dims)}"
-            )
-        mask = graph.input(contract.ATTENTION_MASK) if len(embedding.dims) == 3 else None
-        if len(embedding.dims) == 3 and mask is None:
-            raise RepositoryError("token-level outputs need an attention_mask input to mean-pool")
-        names["postprocess"] = contract.postprocess_model(spec.name)
-        post_cfg = configs.embedding_postprocess_config(names["postprocess"], options, embedding, mask)
-        models.append(ModelFiles(post_cfg, {"1/model.py": python_model_source("embedding_postprocess")}))
-        post_inputs = {embedding.name: embedding.name} | ({mask.name: mask.name} if mask else {})
-        steps += [
-            configs.Step(names["tensor"], token_map, {embedding.name: embedding.name}),
-            configs.Step(
-                names["postprocess"], post_inputs, {contract.EMBEDDING_OUTPUT: contract.EMBEDDING_OUTPUT}
-            ),
-        ]
-        outputs = [(contract.EMBEDDING_OUTPUT, mc.TYPE_FP32, [embedding.dims[-1]])]
-    else:  # token-classification: per-token labels have no client-facing contract yet
-        notes.append("token-classification: no ensemble; call the tokenizer and tensor models directly")
-        return RepositoryPlan(models, names | {"ensemble": ""}, notes, sequence, padding)
+        ],
+        names={"postprocess": name},
+    )
 
-    models.insert(0, ModelFiles(configs.ensemble_config(names["ensemble"], options, text_in, outputs, steps)))
-    return RepositoryPlan(models, names, notes, sequence, padding)
+
+def _embedding_head(
+    spec: ModelSpec, options: RepositoryOptions, graph: GraphSignature, token_map: dict[str, str],
+    labels_text: str, tok: TokenizerSource, sequence: SequenceRange,
+) -> _TextHead:  # fmt: skip
+    embedding = graph.outputs[0]
+    if embedding.dims[-1] == -1:
+        raise RepositoryError(
+            f"the embedding output '{embedding.name}' needs a fixed hidden size, got {list(embedding.dims)}"
+        )
+    mask = graph.input(contract.ATTENTION_MASK) if len(embedding.dims) == 3 else None
+    if len(embedding.dims) == 3 and mask is None:
+        raise RepositoryError("token-level outputs need an attention_mask input to mean-pool")
+    name = contract.postprocess_model(spec.name)
+    post_cfg = configs.embedding_postprocess_config(name, options, embedding, mask)
+    post_inputs = {embedding.name: embedding.name} | ({mask.name: mask.name} if mask else {})
+    return _TextHead(
+        models=[ModelFiles(post_cfg, {"1/model.py": python_model_source("embedding_postprocess")})],
+        steps=[
+            configs.Step(contract.tensor_model(spec.name), token_map, {embedding.name: embedding.name}),
+            configs.Step(name, post_inputs, {contract.EMBEDDING_OUTPUT: contract.EMBEDDING_OUTPUT}),
+        ],
+        outputs=[(contract.EMBEDDING_OUTPUT, mc.TYPE_FP32, [embedding.dims[-1]])],
+        names={"postprocess": name},
+    )
+
+
+def _unk_id(tok: TokenizerSource, checkpoint: Path | None) -> int:
+    """The unknown token's id as transformers sees it (tokenizer_config.json first, then the model's)."""
+    tokenizer = Tokenizer.from_str(tok.tokenizer_json)
+    unk = getattr(tokenizer.model, "unk_token", None)
+    for file in ("tokenizer_config.json", "special_tokens_map.json"):
+        path = checkpoint / file if checkpoint else None
+        if path is not None and path.is_file():
+            value = json.loads(path.read_text(encoding="utf-8")).get("unk_token")
+            unk = value.get("content") if isinstance(value, dict) else value or unk
+            break
+    found = tokenizer.token_to_id(unk) if unk else None
+    return -1 if found is None else int(found)
+
+
+def _token_head(
+    spec: ModelSpec, options: RepositoryOptions, graph: GraphSignature, token_map: dict[str, str],
+    labels_text: str, tok: TokenizerSource, sequence: SequenceRange,
+) -> _TextHead:  # fmt: skip
+    logits = _classifier_output(graph)
+    ids = graph.input(contract.INPUT_IDS)
+    if len(logits.dims) != 3 or ids is None:
+        raise RepositoryError(
+            f"token-classification needs per-token logits [batch, sequence, labels] and an input_ids input, "
+            f"got '{logits.name}' {list(logits.dims)}"
+        )
+    name = contract.postprocess_model(spec.name)
+    settings = configs.TokenPostprocessSettings(
+        logits, ids, _unk_id(tok, spec.resolve(spec.source.path)), sequence.max
+    )
+    files = {
+        "1/model.py": python_model_source("token_postprocess"),
+        # The grouping rules, imported by model.py (the Python backend puts the version dir on sys.path).
+        "1/token_aggregation.py": python_model_source("token_aggregation"),
+        "1/tokenizer.json": tok.tokenizer_json,
+        configs.LABELS_FILE: labels_text,
+    }
+    spans = (ids.name, contract.OFFSETS, contract.SPECIAL_TOKENS_MASK)
+    post_inputs = {n: n for n in (contract.TEXT_INPUT, *spans, logits.name)}
+    post_inputs[contract.AGGREGATION_INPUT] = contract.AGGREGATION_INPUT
+    return _TextHead(
+        models=[ModelFiles(configs.token_postprocess_config(name, options, settings), files)],
+        steps=[
+            configs.Step(contract.tensor_model(spec.name), token_map, {logits.name: logits.name}),
+            configs.Step(name, post_inputs, {contract.ENTITIES_OUTPUT: contract.ENTITIES_OUTPUT}),
+        ],
+        outputs=[(contract.ENTITIES_OUTPUT, mc.TYPE_STRING, [1])],
+        names={"postprocess": name},
+        inputs=[(contract.AGGREGATION_INPUT, mc.TYPE_STRING, [1], True)],
+    )
+
+
+_TEXT_HEADS = {
+    "text-classification": _classification_head,
+    "feature-extraction": _embedding_head,
+    "token-classification": _token_head,
+}
+
+
+def _with_entry(spec: ModelSpec, names: dict[str, str]) -> dict[str, str]:
+    """The roles' model names plus 'entry', the model clients call (contract.entry_model)."""
+    entry = contract.entry_model(spec.name, spec.task)
+    if entry not in names.values():
+        raise RepositoryError(f"the repository plan for '{spec.name}' lacks its entry model '{entry}'")
+    return names | {"entry": entry}
 
 
 # ----------------------------------------------------------------------------------------------- vision
@@ -335,7 +412,7 @@ def vision_plan(spec: ModelSpec, options: RepositoryOptions, sources: ModelSourc
             },
         ),
     ]
-    return RepositoryPlan(models, names)
+    return RepositoryPlan(models, _with_entry(spec, names))
 
 
 def tensor_plan(spec: ModelSpec, options: RepositoryOptions, sources: ModelSources) -> RepositoryPlan:
@@ -345,7 +422,9 @@ def tensor_plan(spec: ModelSpec, options: RepositoryOptions, sources: ModelSourc
         spec.name, options, sources, graph, pad_values={}, sequence=None, label_file="", labels_text=None
     )
     return RepositoryPlan(
-        [tensor], {"tensor": tensor.name}, ["task 'tensor': no ensemble; clients call the tensor model"]
+        [tensor],
+        _with_entry(spec, {"tensor": tensor.name}),
+        ["task 'tensor': no ensemble; clients call the tensor model"],
     )
 
 

@@ -29,6 +29,8 @@ TRITON_IMAGE_TENSORRT: dict[str, str] = {
     "25.08": "10.13.2",
     "25.09": "10.13.3",
     "25.10": "10.13.3",
+    # NVIDIA's CUDA DL 26.03 release notes (the images' common base): TensorRT 10.16.0.72, CUDA 13.2.0.
+    "26.03": "10.16.0",
 }
 
 

@@ -64,6 +64,8 @@ class _Model:
         if self.config.platform == ONNXRUNTIME_PLATFORM or self.config.backend == "onnxruntime":
             return "onnxruntime"
         if self.config.backend == PYTHON_BACKEND:
+            if "aggregation_strategy" in self.params:
+                return "token_postprocess"
             if "tokenizer_file" in self.params:
                 return "tokenizer"
             if "model_file" in self.params:
@@ -151,11 +153,13 @@ class _Checker:
                 self._check_engines(model, version)
         elif kind == "ensemble":
             self._check_ensemble(model)
-        elif kind in ("tokenizer", "classification_postprocess", "python"):
+        elif kind in ("tokenizer", "classification_postprocess", "token_postprocess", "python"):
             for version in model.versions():
                 self._check_python_file(model, version)
-            if kind == "tokenizer":
+            if kind in ("tokenizer", "token_postprocess"):
                 self._check_tokenizer(model)
+            if kind == "token_postprocess":
+                self._check_token_postprocess(model)
             if kind == "classification_postprocess":
                 self._check_labels(model, model.params["labels_file"], self._class_count(model))
         for output in model.config.output:
@@ -202,6 +206,18 @@ class _Checker:
                     "the tokenizer file is missing",
                     "regenerate the repository from a checkpoint with tokenizer.json",
                 )
+
+    def _check_token_postprocess(self, model: _Model) -> None:
+        for version in model.versions():
+            if not (model.directory / str(version) / "token_aggregation.py").is_file():
+                self.add(
+                    model.name,
+                    model.file(f"{version}/token_aggregation.py"),
+                    "the grouping rules model.py imports are missing",
+                    "regenerate the repository; the bundle copies token_aggregation.py beside model.py",
+                )
+        logits = model.inputs().get(model.params.get("logits_name", contract.LOGITS))
+        self._check_labels(model, model.params["labels_file"], logits.dims[-1] if logits else -1)
 
     def _class_count(self, model: _Model) -> int:
         probabilities = model.outputs().get(contract.PROBABILITIES_OUTPUT)

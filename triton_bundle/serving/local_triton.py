@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 from triton_bundle.errors import BundleError
+from triton_bundle.operate.metrics import METRICS_CONFIG_FLAGS
 from triton_bundle.processes import stop_process_group
 
 PYTRITON_PIN = "nvidia-pytriton==0.7.0"
@@ -395,6 +396,10 @@ class LocalTriton:
             "--strict-readiness=true",
             "--exit-on-error=true",
             "--exit-timeout-secs=10",
+            # Latency summaries (p50 / p95 / p99) for the alerts and the dashboard, as in the containers.
+            *METRICS_CONFIG_FLAGS,
+            # No request contents in the log: verbose logging off, whatever the binary's default.
+            "--log-verbose=0",
             # Our own shared-memory prefix: regions a killed server leaves in /dev/shm are then known to
             # be ours and removed in stop().
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",

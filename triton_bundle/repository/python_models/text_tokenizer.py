@@ -9,7 +9,9 @@ Shipped by triton-bundle and copied to `<model>/1/model.py`; settings come from 
                   fixed:   pad to max_length (graphs with a fixed sequence dim)
   bucket_size     bucket width for padding=bucket
   pad_id          the tokenizer's padding token id
-  outputs         comma-separated output names among input_ids, attention_mask, token_type_ids
+  outputs         comma-separated output names among input_ids, attention_mask, token_type_ids, and for
+                  token classification offsets ([tokens, 2] character spans) and special_tokens_mask
+                  (1 for special and padding positions), both int32
   dtype           int64 or int32 for the id tensors
 
 One encode_batch over every text of every request in the Triton batch; the tokenizer is loaded once.
@@ -115,10 +117,24 @@ class TritonPythonModel:
             arrays["input_ids"][row, :n] = encoding.ids
             arrays["attention_mask"][row, :n] = encoding.attention_mask
             arrays["token_type_ids"][row, :n] = encoding.type_ids
+        if "offsets" in self.outputs:
+            arrays |= _spans(encodings, width)
         return [pb_utils.Tensor(name, arrays[name]) for name in self.outputs]
 
     def finalize(self) -> None:
         self.tokenizer = None
+
+
+def _spans(encodings: list, width: int) -> dict[str, np.ndarray]:
+    """Character offsets and the special-token mask per token; padding counts as special."""
+    offsets = np.zeros((len(encodings), width, 2), dtype=np.int32)
+    special = np.ones((len(encodings), width), dtype=np.int32)
+    for row, encoding in enumerate(encodings):
+        n = len(encoding.ids)
+        if n:
+            offsets[row, :n] = encoding.offsets
+            special[row, :n] = encoding.special_tokens_mask
+    return {"offsets": offsets, "special_tokens_mask": special}
 
 
 def _decode(value: object, max_chars: int) -> str:

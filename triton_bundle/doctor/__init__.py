@@ -1,0 +1,1 @@
+"""`triton-bundle doctor`: what this machine can do, and what to run next."""

@@ -1,0 +1,1 @@
+"""`triton-bundle init`: write a commented, validated spec.yaml from a checkpoint and its data."""
