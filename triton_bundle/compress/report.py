@@ -151,8 +151,10 @@ def plot(report: CompressReport, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from triton_bundle.plotting import fit_axis
+
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    budget = None
+    budget, speeds, values = None, [], []
     for row in [report.teacher, *report.candidates]:
         speed = row.sequences_per_s(8)
         if speed is None:
@@ -163,16 +165,20 @@ def plot(report: CompressReport, path: Path) -> Path:
             value = row.gate.value if row.gate else 0.0
             budget = row.gate.budget if row.gate else budget
             colour = "tab:green" if row.passed else "tab:red"
+        speeds.append(speed)
+        values.append(value)
         ax.scatter([speed], [value], color=colour, s=60, zorder=3)
         ax.annotate(row.name, (speed, value), textcoords="offset points", xytext=(6, 4), fontsize=9)
     if budget is not None:
         ax.axhline(budget, color="tab:gray", linestyle="--", linewidth=1, label=f"gate ({budget:g})")
         ax.legend(loc="lower left")
+    # Throughput from zero (the plotting rules); agreement zoomed to the data and the gate's line.
+    fit_axis(ax, [s * 1.15 for s in speeds], "x", zero_based=True)
+    fit_axis(ax, [*values, *([budget] if budget is not None else [])], "y", zero_based=False)
     metric = next((c.gate.metric for c in report.candidates if c.gate), "agreement")
     ax.set_xlabel("sequences/s at batch 8 (onnxruntime, CPU, real length mix)")
     ax.set_ylabel(f"{metric} with the teacher")
     ax.set_title(f"{report.model}: teacher vs students (green: passed, red: rejected)")
-    ax.margins(x=0.2, y=0.1)  # room for the point labels
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
