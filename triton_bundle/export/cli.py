@@ -14,9 +14,10 @@ def finetune_command(spec_path: SpecArg, workdir: WorkdirOpt = None, force: Forc
 
     spec, workdir = open_spec(spec_path, workdir)
     result = finetune(spec, workdir, force=force)
+    accuracy = "n/a (no labels)" if result.eval_accuracy is None else f"{result.eval_accuracy:.3f}"
     console.print(
         f"[green]fine-tuned[/] {result.train_examples} examples in {result.seconds:.1f}s; held-out accuracy "
-        f"{result.eval_accuracy:.3f}; checkpoint: {result.checkpoint}"
+        f"{accuracy}; checkpoint: {result.checkpoint}"
     )
 
 
