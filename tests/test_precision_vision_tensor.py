@@ -52,8 +52,7 @@ def image_model(request, tmp_path_factory: pytest.TempPathFactory):
         data={"eval": str(draw_images(base / "eval", 9)), "train": str(draw_images(base / "train", 12))},
         precision={"calibration": {"samples": 12, "batch_size": 4}},
     )
-    export_model(spec, base / "exported")
-    return spec, base
+    return spec, base, export_model(spec, base / "exported")
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +72,10 @@ def generator(tmp_path_factory: pytest.TempPathFactory):
         precision={"calibration": {"samples": 24}, "budget": {"min_psnr_db": 35, "max_abs_error": 0.05}},
     )
     spec = make_spec(base, **fields)
-    export_model(spec, base / "exported")
-    return spec, base
+    return spec, base, export_model(spec, base / "exported")
 
 
-def _aot(spec, workdir: Path, variant: str) -> None:
+def _aot(spec, workdir: Path, variant: str):
     pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX: pip install -e '.[trt-rtx]'")
     from triton_bundle.engine.stage import build_variant
 
@@ -85,6 +83,46 @@ def _aot(spec, workdir: Path, variant: str) -> None:
     assert result.passed, result.aot.error
     compute = result.aot.layer_precisions.compute_layers
     assert max(compute, key=compute.__getitem__) == PRECISION_OF[variant], compute
+    return result
+
+
+def _render_80(print_fn, *args) -> str:
+    """What a person sees in an 80-column terminal (rich's default without one)."""
+    import io
+
+    from rich.console import Console
+
+    out = Console(width=80, record=True, file=io.StringIO(), color_system=None)
+    print_fn(*args, out=out)
+    text = out.export_text()
+    assert "…" not in text, text  # nothing cut short
+    return text
+
+
+def _check_reports_at_80_columns(spec, result, export, engines) -> None:
+    from triton_bundle.engine.cli import print_build
+    from triton_bundle.export.cli import print_export
+    from triton_bundle.precision.cli import print_precision
+
+    text = _render_80(print_precision, result, spec.name)
+    for variant, report in result.reports.items():
+        assert variant in text and report.gate.metric in text
+    for where in result.published.values():
+        assert str(where) in text
+    text = _render_80(print_export, export)
+    assert str(export.onnx) in text and str(export.report_path) in text
+    for case in {o.case for o in export.report.outputs}:
+        assert case in text
+    text = _render_80(print_build, engines)
+    for engine in engines:
+        assert engine.variant in text and str(engine.directory) in text
+        for name, (low, opt, high) in engine.profile_plan.profile.shapes.items():
+            assert name in text
+            row = next(line for line in text.splitlines() if name in line and "│" in line)
+            assert [c.strip() for c in row.split("│")[2:5]] == [
+                "x".join(map(str, d)) for d in (low, opt, high)
+            ]
+    assert "sequence" not in text  # vision and tensor profiles have no sequence dim
 
 
 def _fp32_labels(spec, workdir: Path) -> list[str]:
@@ -105,7 +143,7 @@ def _fp32_labels(spec, workdir: Path) -> list[str]:
 def test_image_variants_are_gated_on_labels_and_accepted_by_tensorrt(image_model, tmp_path: Path) -> None:
     from triton_bundle.precision.stage import make_variants
 
-    spec, base = image_model
+    spec, base, _ = image_model
     workdir = _fresh(spec, base / "exported", tmp_path)
     result = make_variants(spec, workdir)
 
@@ -124,14 +162,14 @@ def test_image_variants_are_gated_on_labels_and_accepted_by_tensorrt(image_model
     assert int8.calibration.source.endswith("train.jsonl") and int8.calibration.samples == 12
     graph = onnx.load(str(result.published["int8"] / "model.onnx"))
     assert any(n.op_type == "QuantizeLinear" for n in graph.graph.node)
-    for variant in ("fp16", "int8"):
-        _aot(spec, workdir, variant)
+    engines = [_aot(spec, workdir, variant) for variant in ("fp16", "int8")]
+    _check_reports_at_80_columns(spec, result, image_model[2], engines)
 
 
 def test_tensor_variants_are_gated_per_output_and_accepted_by_tensorrt(generator, tmp_path: Path) -> None:
     from triton_bundle.precision.stage import make_variants
 
-    spec, base = generator
+    spec, base, _ = generator
     workdir = _fresh(spec, base / "exported", tmp_path)
     result = make_variants(spec, workdir)
     for name, report in result.reports.items():
@@ -148,8 +186,8 @@ def test_tensor_variants_are_gated_per_output_and_accepted_by_tensorrt(generator
     dequantized = {i for n in graph.graph.node if n.op_type == "DequantizeLinear" for i in n.output}
     convs = [n for n in graph.graph.node if n.op_type in ("Conv", "ConvTranspose")]
     assert convs and all(n.input[0] in dequantized for n in convs)
-    for variant in ("fp16", "int8"):
-        _aot(spec, workdir, variant)
+    engines = [_aot(spec, workdir, variant) for variant in ("fp16", "int8")]
+    _check_reports_at_80_columns(spec, result, generator[2], engines)
 
 
 def test_a_miscalibrated_int8_is_rejected_with_its_reason(generator, tmp_path: Path) -> None:
@@ -157,7 +195,7 @@ def test_a_miscalibrated_int8_is_rejected_with_its_reason(generator, tmp_path: P
     from triton_bundle.engine.stage import source_onnx
     from triton_bundle.precision.stage import make_variants
 
-    spec, base = generator
+    spec, base, _ = generator
     bad = spec.model_copy(deep=True)
     # Calibrated on inputs 1000x too large: the INT8 ranges are so coarse the output is noise.
     latents = np.load(spec.resolve(spec.data.eval))["latent"]
@@ -182,7 +220,7 @@ def test_calibration_needs_real_data_unless_random_is_asked_for(generator, tmp_p
     from triton_bundle.precision.errors import CalibrationDataError, PrecisionError
     from triton_bundle.precision.stage import make_variants
 
-    spec, base = generator
+    spec, base, _ = generator
     missing = spec.model_copy(deep=True)
     missing.data.calibration = tmp_path / "missing.npz"
     with pytest.raises(CalibrationDataError, match="allow_random"):
@@ -202,7 +240,7 @@ def test_calibration_needs_real_data_unless_random_is_asked_for(generator, tmp_p
 def test_image_gold_labels_as_ids_score_like_names(image_model, tmp_path: Path) -> None:
     from triton_bundle.precision.stage import make_variants
 
-    spec, base = image_model
+    spec, base, _ = image_model
     rows = [json.loads(line) for line in spec.resolve(spec.data.eval).read_text().splitlines()]
     ids = spec.resolve(spec.data.eval).with_name("eval-ids.jsonl")
     ids.write_text("\n".join(json.dumps(r | {"label": LABELS.index(r["label"])}) for r in rows) + "\n")

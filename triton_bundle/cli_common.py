@@ -22,3 +22,10 @@ ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="replace existing 
 def open_spec(spec_path: Path, workdir: Path | None) -> tuple[ModelSpec, Path]:
     spec = load_spec(spec_path)
     return spec, Path(workdir) if workdir else spec.default_workdir()
+
+
+def print_path(label: str, path: object, out: Console | None = None) -> None:
+    """`label path` on a line of its own, never wrapped or cut at the terminal width: people copy it."""
+    from rich.markup import escape
+
+    (out or console).print(f"{label} {escape(str(path))}", soft_wrap=True, highlight=False)
