@@ -33,17 +33,16 @@ def export_command(spec_path: SpecArg, workdir: WorkdirOpt = None, force: ForceO
 
 
 def _parity_table(report) -> Table:
-    """Case x output rows; with one output its name goes in the title, so case names stay whole at 80."""
+    """Case x output rows; one output's name goes in the shape header, so case names stay whole at 80."""
     outputs = list(dict.fromkeys(o.output for o in report.outputs))
     single = outputs[0] if len(outputs) == 1 else None
     table = Table(
-        title=f"ONNX parity ({report.exporter} exporter, opset {report.opset}, {report.examples} real "
-        f"examples{f'; output {single}' if single else ''})"
+        title=f"ONNX parity ({report.exporter} exporter, opset {report.opset}, {report.examples} real examples)"
     )
     table.add_column("case", no_wrap=True)
     if not single:
         table.add_column("output", no_wrap=True)
-    table.add_column("shape", overflow="fold")
+    table.add_column(f"{single} shape" if single else "shape", overflow="fold")
     for column in ("max abs", "max rel", "ok"):
         table.add_column(column, no_wrap=True)
     for o in report.outputs:
