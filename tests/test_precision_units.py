@@ -335,3 +335,30 @@ def test_histogram_calibration_takes_batches_of_different_lengths(tmp_path: Path
     graph = onnx.load(str(dst)).graph
     readers = {n.name for n in graph.node if any(i.endswith("_DequantizeLinear_Output") for i in n.input)}
     assert readers == {"/enc/layer.0/dense/MatMul", "/enc/layer.0/output/MatMul"}
+
+
+# --- what build advises --------------------------------------------------------------------------
+
+
+def test_build_advises_precision_only_for_models_the_stage_can_gate(tmp_path: Path) -> None:
+    from fixtures.export_builders import make_spec
+
+    from triton_bundle.engine.stage import available_variants
+    from triton_bundle.manifest import Manifest, StageRecord
+    from triton_bundle.precision import SUPPORTED_MODALITIES
+    from triton_bundle.precision.modalities import MODALITIES
+
+    assert tuple(MODALITIES) == SUPPORTED_MODALITIES  # the engine stage's light copy stays true
+    spec = make_spec(
+        tmp_path, name="m", task="image-classification", source={"path": "."}, data={"eval": "e"}
+    )
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"not read here")
+    for modality, advised in (("vision", True), ("audio", False)):
+        export = StageRecord(stage="export", artifacts={"onnx": onnx_file}, details={"modality": modality})
+        workdir = tmp_path / modality
+        Manifest(model=spec.name, stages={"export": export}).save(workdir)
+        ready, skipped = available_variants(spec, workdir)
+        assert ready == ["fp32"] and set(skipped) == {"fp16", "int8"}
+        for why in skipped.values():
+            assert ("triton-bundle precision" in why) is advised, why

@@ -13,7 +13,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, console, open_spec, print_path
+from triton_bundle.cli_common import (
+    ForceOpt,
+    SpecArg,
+    WorkdirOpt,
+    console,
+    open_spec,
+    print_path,
+    titled_table,
+)
 from triton_bundle.engine.errors import EngineError, GraphRejectedError
 
 
@@ -66,7 +74,7 @@ def _summary_table(results: list) -> Table:
     """One row per variant; the builder goes in the title when shared, so the columns fit 80."""
     builders = {_builder(r) for r in results}
     shared = next(iter(builders)) if len(builders) == 1 else None
-    table = Table(title=f"TensorRT engines ({shared})" if shared else "TensorRT engines")
+    table = titled_table(f"TensorRT engines ({shared})" if shared else "TensorRT engines")
     table.add_column("variant", no_wrap=True)
     if not shared:
         table.add_column("builder", overflow="fold")
@@ -108,7 +116,7 @@ def _profile_tables(results: list) -> list[Table]:
     for key, variants in by_profile.items():
         plan = profiles[key]
         which = "" if len(by_profile) == 1 else f" of {', '.join(variants)}"
-        table = Table(title=f"optimisation profile{which} (from {plan.source})")
+        table = titled_table(f"optimisation profile{which} (from {plan.source})")
         table.add_column("input", overflow="fold")
         for column in ("min", "opt", "max"):
             table.add_column(column, no_wrap=True)

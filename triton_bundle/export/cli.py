@@ -6,7 +6,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, console, open_spec, print_path
+from triton_bundle.cli_common import (
+    ForceOpt,
+    SpecArg,
+    WorkdirOpt,
+    console,
+    open_spec,
+    print_path,
+    titled_table,
+)
 
 
 def finetune_command(spec_path: SpecArg, workdir: WorkdirOpt = None, force: ForceOpt = False) -> None:
@@ -36,8 +44,8 @@ def _parity_table(report) -> Table:
     """Case x output rows; one output's name goes in the shape header, so case names stay whole at 80."""
     outputs = list(dict.fromkeys(o.output for o in report.outputs))
     single = outputs[0] if len(outputs) == 1 else None
-    table = Table(
-        title=f"ONNX parity ({report.exporter} exporter, opset {report.opset}, {report.examples} real examples)"
+    table = titled_table(
+        f"ONNX parity ({report.exporter} exporter, opset {report.opset}, {report.examples} real examples)"
     )
     table.add_column("case", no_wrap=True)
     if not single:

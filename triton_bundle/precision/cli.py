@@ -9,7 +9,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, console, open_spec, print_path
+from triton_bundle.cli_common import (
+    ForceOpt,
+    SpecArg,
+    WorkdirOpt,
+    console,
+    open_spec,
+    print_path,
+    titled_table,
+)
 
 if TYPE_CHECKING:
     from triton_bundle.precision.stage import PrecisionResult
@@ -59,8 +67,8 @@ def _table(result: PrecisionResult, name: str) -> Table:
     }
     shared = next(iter(gates)) if len(gates) == 1 else None
     budget = f"; gate: {shared[0]} {'>=' if shared[1] else '<='} {shared[2]:g}" if shared else ""
-    table = Table(
-        title=f"Precision variants of '{name}' vs FP32 ({_examples(result)} held-out examples{budget})"
+    table = titled_table(
+        f"Precision variants of '{name}' vs FP32 ({_examples(result)} held-out examples{budget})"
     )
     table.add_column("variant", no_wrap=True)
     table.add_column("vs FP32" if shared else "gate metric vs FP32", no_wrap=True)
