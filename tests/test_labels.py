@@ -42,6 +42,7 @@ def test_unknown_gold_labels_count_as_misses_not_as_skipped() -> None:
     assert accuracy(["tag_0", "tag_0", "tag_1"], gold) == 0.5  # the unlabelled row is left out
     assert gold.for_scoring() == ["tag_0", "<unknown tag_9>"]
     assert accuracy(["tag_0"], map_gold([None], NAMES)) is None  # nothing labelled: no number at all
+    assert accuracy(["tag_0"], map_gold(["tag_0"], [])) is None  # a model without label names: none
 
 
 def test_disjoint_labels_are_an_error_that_shows_both_sides() -> None:

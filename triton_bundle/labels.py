@@ -84,7 +84,7 @@ def map_gold(
     """
     names = [str(n) for n in model_labels]
     present = [str(g) for g in gold if g is not None]
-    if not present:
+    if not present or not names:  # nothing to score, or a model without label names: no number at all
         return GoldLabels([None] * len(gold), [False] * len(gold), [None] * len(gold), "none", [])
     known = set(names)
     by_name = sum(g in known for g in present)

@@ -125,6 +125,8 @@ class ExportTask:
     output_names: tuple[str, ...] = ()
     output_axes: dict[str, dict[int, str]] = field(default_factory=dict)
     input_axes: dict[int, str] = field(default_factory=lambda: dict(TEXT_AXES))
+    # One label per example: the eval data's gold labels score it (accuracy, macro-F1).
+    gold_labels: bool = False
 
 
 TASKS: dict[str, ExportTask] = {
@@ -135,6 +137,7 @@ TASKS: dict[str, ExportTask] = {
         output_names=("logits",),
         output_axes={"logits": {0: "batch"}},
         agreement="labels",
+        gold_labels=True,
     ),
     "token-classification": ExportTask(
         name="token-classification",
@@ -161,6 +164,7 @@ TASKS: dict[str, ExportTask] = {
         output_axes={"logits": {0: "batch"}},
         agreement="labels",
         input_axes=dict(IMAGE_AXES),
+        gold_labels=True,
     ),
     "tensor": ExportTask(
         name="tensor",

@@ -32,6 +32,13 @@ def agreement_of(task: str) -> Agreement:
     return TASKS[task].agreement if task in TASKS else "tensor"
 
 
+def scores_gold_labels(task: str) -> bool:
+    """Whether the task predicts one label per example, which the data's gold labels can score."""
+    from triton_bundle.export.tasks import TASKS
+
+    return task in TASKS and TASKS[task].gold_labels
+
+
 @dataclass(frozen=True)
 class EvalSet:
     """Held-out inputs in batches, with gold labels (None where the data has none)."""

@@ -33,6 +33,7 @@ from triton_bundle.precision.evaluate import (
     compare_outputs,
     measure_latency,
     run_outputs,
+    scores_gold_labels,
 )
 from triton_bundle.precision.gate import GateResult, judge
 from triton_bundle.precision.layers import group_layers, weight_bytes
@@ -303,8 +304,9 @@ BUILDERS: dict[str, Callable[[_Context], _Built]] = {
 
 
 def _gold(spec: ModelSpec, data: PrecisionData, labels: list[str] | None) -> GoldLabels | None:
-    """Gold labels as the model's label names (ids map through id2label); None without names."""
-    if not labels:
+    """Gold labels as the model's label names (ids map through id2label); None without names, or for
+    tasks gold labels do not score (embeddings, tensors, per-token tags)."""
+    if not labels or not scores_gold_labels(spec.task):
         return None
     return map_gold(data.gold, labels, where=str(spec.resolve(spec.data.eval)))
 
