@@ -32,6 +32,15 @@ class TextDataset:
 
 def read_rows(path: Path) -> list[dict[str, object]]:
     """Rows of a .jsonl / .csv / .txt data file (a .txt line is one {"text": line} row)."""
+    try:
+        return _rows(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected .jsonl, .csv or .txt"
+        ) from None
+
+
+def _rows(path: Path) -> list[dict[str, object]]:
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson"}:
         rows = []

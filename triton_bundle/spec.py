@@ -315,15 +315,27 @@ def _format_errors(path: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what the parser expected and where (its own message spans several lines)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
+
+
 def load_spec(path: Path | str) -> ModelSpec:
     """Read and validate a spec file; raises SpecError naming each bad field."""
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"{path} is a directory; expected a spec file (YAML), e.g. {path / 'spec.yaml'}")
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file (not UTF-8); expected a spec in YAML") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+        raise SpecError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     try:

@@ -11,9 +11,11 @@ import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor, wait
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
+
+from triton_bundle.client.errors import RaggedOutputError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,13 +33,56 @@ def split_inputs(inputs: Mapping[str, np.ndarray], slices: Sequence[slice]) -> l
     return [{name: array[part] for name, array in inputs.items()} for part in slices]
 
 
-def merge_outputs(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Concatenate each output along the batch dim, in chunk order."""
+def default_pad(dtype: np.dtype) -> Any:
+    """The fill for a ragged output without a known pad value: b"" for BYTES, False for BOOL, else 0.
+
+    Zero is the pad of attention masks and token type ids, and of input ids for BERT-style vocabularies;
+    a model whose ids pad with another value says so in its config (ModelMetadata.pad_values).
+    """
+    if dtype.kind in "OSU":
+        return b""
+    if dtype.kind == "b":
+        return False
+    return 0
+
+
+def merge_outputs(
+    parts: Sequence[Mapping[str, np.ndarray]], pad_values: Mapping[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """Concatenate each output along the batch dim, in chunk order.
+
+    Chunks of a split request can come back with different widths (a tokenizer pads each request to
+    its own longest text): every chunk is then padded to the widest on each non-batch axis, with
+    `pad_values[name]` or `default_pad(dtype)`, so row i of the result is row i of its chunk followed
+    by pad values only.
+    """
     if not parts:
         return {}
     if len(parts) == 1:
         return dict(parts[0])
-    return {name: np.concatenate([part[name] for part in parts], axis=0) for name in parts[0]}
+    pads = pad_values or {}
+    return {name: _concat_padded(name, [part[name] for part in parts], pads.get(name)) for name in parts[0]}
+
+
+def _concat_padded(name: str, arrays: list[np.ndarray], pad: Any) -> np.ndarray:
+    ranks = {array.ndim for array in arrays}
+    if len(ranks) > 1 or 0 in ranks:
+        shapes = ", ".join(str(list(a.shape)) for a in arrays[:4])
+        raise RaggedOutputError(
+            f"output '{name}' came back with shapes {shapes} from the chunks of one request: "
+            "expected a batch dim first and the same number of dims in every chunk"
+        )
+    widest = tuple(max(sizes) for sizes in zip(*(a.shape[1:] for a in arrays), strict=True))
+    if all(array.shape[1:] == widest for array in arrays):
+        return np.concatenate(arrays, axis=0)
+    dtype = np.result_type(*arrays) if all(a.dtype.kind != "O" for a in arrays) else np.dtype(object)
+    fill = default_pad(dtype) if pad is None else pad
+    merged = np.full((sum(a.shape[0] for a in arrays), *widest), fill, dtype=dtype)
+    start = 0
+    for array in arrays:
+        merged[(slice(start, start + array.shape[0]), *(slice(0, n) for n in array.shape[1:]))] = array
+        start += array.shape[0]
+    return merged
 
 
 def run_ordered(fn: Callable[[T], R], items: Sequence[T], executor: Executor | None) -> list[R]:

@@ -1,4 +1,5 @@
-"""`triton-bundle infer` (texts in, JSON lines out) and `triton-bundle stats` (per-model statistics).
+"""`triton-bundle infer` (texts, images or .npz tensors in; JSON lines or .npz out) and
+`triton-bundle stats` (per-model statistics).
 
 stdout carries only results (one JSON object per input, in input order), so it can be piped;
 errors and the progress bar go to stderr.
@@ -10,6 +11,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
@@ -21,10 +23,12 @@ from rich.console import Console
 from triton_bundle.client.connection import DEFAULT_PORTS, parse_endpoint
 from triton_bundle.client.errors import ClientError
 from triton_bundle.client.readers import InputFormat, count_records, format_for_path, read_texts
-from triton_bundle.repository.contract import EMBEDDING_OUTPUT, LABELS_OUTPUT
+from triton_bundle.export.image_data import IMAGE_SUFFIXES
+from triton_bundle.repository.contract import EMBEDDING_OUTPUT, IMAGE_INPUT, LABELS_OUTPUT, TEXT_INPUT
 
 if TYPE_CHECKING:
     from triton_bundle.client.client import TritonClient
+    from triton_bundle.client.metadata import ModelMetadata
     from triton_bundle.client.retry import RetryEvent
 
 _err = Console(stderr=True)
@@ -46,6 +50,8 @@ class TaskChoice(StrEnum):
     auto = "auto"
     classify = "classify"
     embed = "embed"
+    image = "image"
+    tensor = "tensor"
 
 
 UrlOpt = Annotated[
@@ -66,6 +72,16 @@ SpecOpt = Annotated[
     Path | None, typer.Option("--spec", "-s", help="take the model name and server address from this spec")
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="seconds per request", min=0.001)]
+FileOpt = Annotated[
+    Path | None,
+    typer.Option("--file", "-f", help="read inputs from this file ('-': stdin), image directory or .npz"),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", "-o", help="write results here instead of stdout (.npz for tensor models; JSON lines else)"
+    ),
+]
 RetriesOpt = Annotated[
     int, typer.Option("--retries", help="attempts per request on UNAVAILABLE / connection errors", min=1)
 ]
@@ -130,9 +146,28 @@ def _records(
         return read_texts(sys.stdin, fmt.value, field), None, None  # type: ignore[arg-type]
     if not file.is_file():
         raise CliError(f"input file not found: {file}")
+    if file.suffix.lower() in IMAGE_SUFFIXES | {".npz"}:
+        raise CliError(
+            f"{file} looks like {'an image' if file.suffix.lower() in IMAGE_SUFFIXES else 'a .npz tensor archive'}, "
+            "but this model takes text; send images to an image model and .npz files to a tensor model "
+            "(or pick --task)"
+        )
     chosen: InputFormat = format_for_path(file) if fmt is FormatChoice.auto else fmt.value  # type: ignore[assignment]
     handle = open(file, encoding="utf-8", newline="" if chosen == "csv" else None)  # noqa: SIM115 - closed by caller
     return read_texts(handle, chosen, field, str(file)), count_records(file, chosen, field), handle
+
+
+def _input_task(task: TaskChoice, metadata: ModelMetadata) -> str | None:
+    """image / tensor when the model's inputs (or --task) say so; None for text models."""
+    if task in (TaskChoice.image, TaskChoice.tensor):
+        return task.value
+    if task is not TaskChoice.auto:
+        return None
+    names = metadata.input_names
+    if IMAGE_INPUT in names:
+        return "image"
+    text_like = TEXT_INPUT in names or (len(metadata.inputs) == 1 and metadata.inputs[0].datatype == "BYTES")
+    return None if text_like else "tensor"
 
 
 def _choose_task(task: TaskChoice, outputs: list[str], model: str) -> str:
@@ -151,7 +186,11 @@ def _choose_task(task: TaskChoice, outputs: list[str], model: str) -> str:
 def infer_command(
     texts: Annotated[
         list[str] | None,
-        typer.Argument(help="texts to send; without them, read --file or stdin", show_default=False),
+        typer.Argument(
+            help="texts to send (image models: image files or directories; tensor models: one .npz); "
+            "without them, read --file or stdin",
+            show_default=False,
+        ),
     ] = None,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="model name (default: the spec's name)")
@@ -159,15 +198,16 @@ def infer_command(
     spec_path: SpecOpt = None,
     url: UrlOpt = None,
     protocol: ProtocolOpt = None,
-    file: Annotated[
-        Path | None, typer.Option("--file", "-f", help="read inputs from this file ('-': stdin)")
-    ] = None,
+    file: FileOpt = None,
+    out: OutOpt = None,
     input_format: Annotated[
         FormatChoice, typer.Option("--format", help="input format (auto: by file suffix; stdin: sniffed)")
     ] = FormatChoice.auto,
-    field: Annotated[str, typer.Option("--field", help="JSON / CSV field that holds the text")] = "text",
+    field: Annotated[
+        str, typer.Option("--field", help="JSON / CSV field that holds the text (image lists: 'image')")
+    ] = "text",
     task: Annotated[
-        TaskChoice, typer.Option("--task", help="auto: from the model's outputs")
+        TaskChoice, typer.Option("--task", help="auto: from the model's inputs and outputs")
     ] = TaskChoice.auto,
     probabilities: Annotated[
         bool, typer.Option("--probabilities", help="add every label's probability (classification)")
@@ -175,7 +215,7 @@ def infer_command(
     batch_size: Annotated[
         int,
         typer.Option(
-            "--batch-size", help="texts per client call (split further to the server's max batch)", min=1
+            "--batch-size", help="inputs per client call (split further to the server's max batch)", min=1
         ),
     ] = 256,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="requests in flight", min=1)] = 4,
@@ -188,35 +228,139 @@ def infer_command(
         ),
     ] = None,
 ) -> None:
-    """Send texts to a served model; print one JSON line per input (text, labels, scores / embedding)."""
+    """Send texts, images or tensors to a served model; print one JSON line per input (labels, scores,
+    embedding or output tensors), or write them to --out."""
     # Imported here so `triton-bundle --help` does not pay for numpy / pydantic models.
     from triton_bundle.client.client import ClientOptions, TritonClient
     from triton_bundle.client.retry import RetryPolicy
 
     name = _model_name(model, spec_path)
     server_url, server_protocol = _server(url, protocol, spec_path)
-    records, total, handle = _records(texts, file, input_format, field)
+    if file is not None and str(file) != "-" and not file.exists():
+        raise CliError(f"input file not found: {file}")
     options = ClientOptions(
         timeout_s=timeout,
         retry=RetryPolicy(max_attempts=retries),
         concurrency=concurrency,
         shm_threshold_bytes=shm_threshold,
     )
+    with TritonClient(server_url, server_protocol, options=options, on_retry=_warn_retry) as client:
+        metadata = client.model_metadata(name)
+        chosen = _input_task(task, metadata) or _choose_task(task, metadata.output_names, name)
+        request = _Request(client, name, chosen, texts or [], file, out, batch_size)
+        if chosen == "tensor":
+            _infer_tensor_file(request, metadata.batched)
+        elif chosen == "image":
+            _infer_images(request, "image" if field == "text" else field)
+        else:
+            _infer_texts(request, input_format, field, probabilities)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What one `infer` run sends, and where the answers go."""
+
+    client: TritonClient
+    model: str
+    task: str
+    args: list[str]
+    file: Path | None
+    out: Path | None
+    batch_size: int
+
+    def show_bar(self, total: int | None) -> bool:
+        # A bar only for files (arguments are few, stdin has no known total) and only while results go
+        # to a file or pipe: on a terminal the printed lines already show progress.
+        from_file = self.file is not None and str(self.file) != "-"
+        return bool(total) and from_file and (self.out is not None or not sys.stdout.isatty())
+
+
+@contextlib.contextmanager
+def _sink(out: Path | None) -> Iterator[Callable[[str], None]]:
+    """Where JSON lines go: stdout (flushed per chunk), or --out written atomically at the end."""
+    if out is None:
+
+        def write(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+        yield write
+        return
+    from triton_bundle.atomic import atomic_path
+
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        yield handle.write
+
+
+def _infer_texts(request: _Request, fmt: FormatChoice, field: str, probabilities: bool) -> None:
+    records, total, handle = _records(request.args, request.file, fmt, field)
     try:
-        with TritonClient(server_url, server_protocol, options=options, on_retry=_warn_retry) as client:
-            metadata = client.model_metadata(name)
-            chosen = _choose_task(task, metadata.output_names, name)
-            # A bar only for files (arguments are few, stdin has no known total) and only while stdout
-            # goes to a file or pipe: on a terminal the printed lines already show progress.
-            show_bar = bool(total) and file is not None and str(file) != "-" and not sys.stdout.isatty()
-            with _maybe_progress(f"{chosen} {name}", total or 0, show_bar) as advance:
-                for chunk in _chunks(records, batch_size):
-                    sys.stdout.write("".join(_infer_lines(client, chosen, name, chunk, probabilities)))
-                    sys.stdout.flush()
-                    advance(len(chunk))
+        with (
+            _sink(request.out) as write,
+            _maybe_progress(
+                f"{request.task} {request.model}", total or 0, request.show_bar(total)
+            ) as advance,
+        ):
+            for chunk in _chunks(records, request.batch_size):
+                write(
+                    "".join(_infer_lines(request.client, request.task, request.model, chunk, probabilities))
+                )
+                advance(len(chunk))
     finally:
         if handle is not None:
             handle.close()
+
+
+def _infer_images(request: _Request, field: str) -> None:
+    from triton_bundle.client.cli_inputs import check_images, image_batches, image_paths
+
+    items: list[str | Path] = [*request.args, *([request.file] if request.file is not None else [])]
+    if not items or str(request.file) == "-":
+        raise CliError(
+            f"model '{request.model}' takes images: pass image files or a directory as arguments or --file"
+        )
+    paths = check_images(image_paths(items, field))
+    show = request.show_bar(len(paths))
+    with (
+        _sink(request.out) as write,
+        _maybe_progress(f"image {request.model}", len(paths), show) as advance,
+    ):
+        for sources, blobs in image_batches(paths, request.batch_size):
+            results = request.client.classify_images(request.model, blobs)
+            lines = []
+            for source, result in zip(sources, results, strict=True):
+                row = result.model_dump(exclude_none=True) | {"source": source}
+                lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+            write("".join(lines))
+            advance(len(sources))
+
+
+def _infer_tensor_file(request: _Request, batched: bool) -> None:
+    from triton_bundle.client.cli_inputs import TENSOR_SUFFIX, read_npz, tensor_rows, write_npz
+    from triton_bundle.client.errors import InvalidInputError
+
+    given = [*request.args, *([str(request.file)] if request.file is not None else [])]
+    if len(given) != 1 or given[0] == "-":
+        raise CliError(
+            f"model '{request.model}' takes tensors: pass one .npz file (one array per input name) "
+            f"as the argument or --file (got {len(given)} input(s))"
+        )
+    source = Path(given[0])
+    if request.out is not None and request.out.suffix.lower() != TENSOR_SUFFIX:
+        raise CliError(f"--out {request.out}: tensor outputs are written as a .npz archive; name it *.npz")
+    arrays = read_npz(source)
+    try:
+        result = request.client.infer_tensors(request.model, arrays)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{source}: {exc}") from None
+    if request.out is not None:
+        write_npz(request.out, result.outputs)
+        shapes = ", ".join(f"{n} {list(a.shape)} {a.dtype}" for n, a in result.outputs.items())
+        _err.print(f"wrote {request.out}: {shapes}", markup=False, highlight=False)
+        return
+    for row in tensor_rows(result.outputs, result.model_versions, batched):
+        sys.stdout.write(json.dumps(row) + "\n")
+    sys.stdout.flush()
 
 
 @contextlib.contextmanager

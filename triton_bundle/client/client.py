@@ -101,6 +101,7 @@ class _Plan:
     chunks: list[dict[str, np.ndarray]]
     output_names: list[str]
     batched: bool
+    pad_values: dict[str, Any]
 
 
 class _Shared:
@@ -134,7 +135,11 @@ class _Shared:
         )
 
     def _plan(
-        self, metadata: ModelMetadata, inputs: Mapping[str, Any], outputs: Sequence[str] | None
+        self,
+        metadata: ModelMetadata,
+        inputs: Mapping[str, Any],
+        outputs: Sequence[str] | None,
+        pad_values: Mapping[str, Any] | None = None,
     ) -> _Plan:
         arrays = {name: as_bytes_array(np.asarray(value)) for name, value in inputs.items()}
         output_names = list(outputs) if outputs else metadata.output_names
@@ -144,13 +149,14 @@ class _Shared:
             batch = validate_inputs(metadata, arrays, split_batches=True)
         else:
             batch = next(iter(arrays.values())).shape[0] if metadata.batched and arrays else 0
+        pads = {**metadata.pad_values, **(pad_values or {})}
         if not metadata.batched or batch == 0:
-            return _Plan(chunks=[arrays], output_names=output_names, batched=False)
+            return _Plan(chunks=[arrays], output_names=output_names, batched=False, pad_values=pads)
         limit = metadata.max_batch_size
         if self.options.max_batch_size is not None:
             limit = min(limit, self.options.max_batch_size)
         chunks = split_inputs(arrays, batch_slices(batch, limit))
-        return _Plan(chunks=chunks, output_names=output_names, batched=True)
+        return _Plan(chunks=chunks, output_names=output_names, batched=True, pad_values=pads)
 
     def _shm_names(self, chunk: Mapping[str, np.ndarray]) -> set[str]:
         threshold = self.options.shm_threshold_bytes
@@ -167,7 +173,7 @@ class _Shared:
 
     @staticmethod
     def _result(plan: _Plan, parts: list[RawResult]) -> tasks.InferenceResult:
-        outputs = merge_outputs([p.outputs for p in parts])
+        outputs = merge_outputs([p.outputs for p in parts], plan.pad_values)
         if not plan.batched:
             return tasks.InferenceResult(outputs=outputs, model_versions=[p.model_version for p in parts])
         versions: list[str] = []
@@ -307,11 +313,15 @@ class TritonClient(_Shared):
         inputs: Mapping[str, Any],
         outputs: Sequence[str] | None = None,
         version: str = "",
+        pad_values: Mapping[str, Any] | None = None,
     ) -> tasks.InferenceResult:
         """Raw tensors in, raw tensors out (any model). Batches larger than the model's max are
-        split and sent concurrently; rows come back in input order."""
+        split and sent concurrently; rows come back in input order. Chunks that come back with
+        different widths (a tokenizer pads each request to its longest text) are padded to the widest
+        with `pad_values[output]`, else the pad the model's config declares, else 0 / b"" (see
+        batching.merge_outputs)."""
         metadata = self.model_metadata(model, version)
-        plan = self._plan(metadata, inputs, outputs)
+        plan = self._plan(metadata, inputs, outputs, pad_values)
         what = f"infer on model '{model}' at {self.endpoint.url}"
         try:
             parts = run_ordered(
@@ -499,9 +509,10 @@ class AsyncTritonClient(_Shared):
         inputs: Mapping[str, Any],
         outputs: Sequence[str] | None = None,
         version: str = "",
+        pad_values: Mapping[str, Any] | None = None,
     ) -> tasks.InferenceResult:
         metadata = await self.model_metadata(model, version)
-        plan = self._plan(metadata, inputs, outputs)
+        plan = self._plan(metadata, inputs, outputs, pad_values)
         what = f"infer on model '{model}' at {self.endpoint.url}"
         if self._limit is None:
             self._limit = asyncio.Semaphore(self.options.concurrency)

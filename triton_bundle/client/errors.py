@@ -35,3 +35,7 @@ class ClientTimeoutError(ClientError, TimeoutError):
 
 class SharedMemoryError(ClientError, RuntimeError):
     """System shared memory could not be set up for a request."""
+
+
+class RaggedOutputError(ClientError, ValueError):
+    """The chunks of one split request came back with outputs that cannot be stacked."""

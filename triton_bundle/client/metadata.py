@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from triton_bundle.client.errors import InvalidInputError
+from triton_bundle.repository.contract import INPUT_IDS
 
 _BYTES = "BYTES"
 # Triton datatype -> numpy dtype the client sends (BYTES goes as an object array of bytes).
@@ -50,6 +51,11 @@ class ModelMetadata(BaseModel):
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
     max_batch_size: int = Field(0, description="from the model config; 0 means the model does not batch")
+    pad_values: dict[str, Any] = Field(
+        default_factory=dict,
+        description="pad value per output, where the config says (a tokenizer's pad_id for input_ids); "
+        "chunks of a split request are padded to one width with it",
+    )
 
     @property
     def batched(self) -> bool:
@@ -88,7 +94,22 @@ class ModelMetadata(BaseModel):
             inputs=inputs,
             outputs=outputs,
             max_batch_size=int(config.get("max_batch_size", 0)),
+            pad_values=_pad_values(config, [t.name for t in outputs]),
         )
+
+
+def _pad_values(config: Mapping[str, Any], outputs: list[str]) -> dict[str, Any]:
+    """Pad values the config declares: the bundle's tokenizer model pads input_ids with its `pad_id`
+    parameter (1 for RoBERTa's byte-level BPE, 0 for BERT's WordPiece)."""
+    parameters = config.get("parameters") or {}
+    raw = parameters.get("pad_id") or {}
+    value = raw.get("string_value", raw.get("stringValue")) if isinstance(raw, Mapping) else None
+    if value is None or INPUT_IDS not in outputs:
+        return {}
+    try:
+        return {INPUT_IDS: int(value)}
+    except ValueError:
+        return {}
 
 
 def _tensor(item: Mapping[str, Any]) -> dict[str, Any]:

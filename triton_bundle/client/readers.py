@@ -35,8 +35,10 @@ def read_texts(
 ) -> Iterator[str]:
     """Yield each record's text from an iterable of lines (an open file, sys.stdin).
 
-    `auto` sniffs the first non-blank line: JSON (an object or a string) or plain text.
+    `auto` sniffs the first non-blank line: JSON (an object or a string) or plain text. A file that is
+    not UTF-8 (an image, an archive) stops with InputFileError naming it, not a UnicodeDecodeError.
     """
+    lines = _utf8(lines, source)
     if fmt == "auto":
         rest = iter(lines)
         head: list[str] = []
@@ -52,6 +54,22 @@ def read_texts(
         yield from _csv(lines, field, source)
     else:
         yield from (line.rstrip("\r\n") for line in lines if line.strip())
+
+
+def _utf8(lines: Iterable[str], source: str) -> Iterator[str]:
+    iterator = iter(lines)
+    while True:
+        try:
+            line = next(iterator)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            bad = exc.object[exc.start : exc.start + 1].hex()
+            raise InputFileError(
+                f"{source}: not UTF-8 text (byte 0x{bad} cannot be decoded: {exc.reason}); expected texts as "
+                "JSON lines, CSV or plain lines (images and .npz tensors go to image and tensor models)"
+            ) from None
+        yield line
 
 
 def _jsonl(lines: Iterable[str], field: str, source: str) -> Iterator[str]:
