@@ -167,8 +167,20 @@ class CalibrationSpec(_Strict):
     )
 
 
+class OutputBudget(_Strict):
+    """Tensor models: limits for one named output (overrides the budget's min_psnr_db / max_abs_error)."""
+
+    min_psnr_db: float | None = None
+    max_abs_error: Annotated[float, Field(ge=0)] | None = None
+
+
 class AccuracyBudget(_Strict):
-    """How far a precision variant may fall from FP32 on the eval data."""
+    """How far a precision variant may fall from FP32 on the eval data.
+
+    Classifiers (text, image): min_label_agreement, max_accuracy_drop (when the eval data has gold
+    labels), max_f1_drop. Embeddings: min_cosine. Tensor models: min_psnr_db and max_abs_error for
+    every output, per output in `outputs`.
+    """
 
     min_label_agreement: Annotated[float, Field(ge=0, le=1)] = 0.98
     max_accuracy_drop: Annotated[float, Field(ge=0, le=1)] = 0.01
@@ -186,6 +198,9 @@ class AccuracyBudget(_Strict):
     max_perplexity_increase: Annotated[float, Field(ge=0)] = Field(
         0.05, description="text-generation: allowed relative perplexity increase vs FP32 (0.05 = +5%)"
     )
+    outputs: dict[str, OutputBudget] = Field(
+        default_factory=dict, description="tensor models: per-output min_psnr_db / max_abs_error"
+    )
 
 
 class SensitivitySpec(_Strict):
@@ -202,7 +217,8 @@ class PrecisionSpec(_Strict):
     calibration: CalibrationSpec = CalibrationSpec()
     budget: AccuracyBudget = AccuracyBudget()
     int8_op_types: list[str] = Field(
-        ["MatMul", "Gemm"], description="ops that get Q/DQ on their inputs (TensorRT's INT8 GEMMs)"
+        ["MatMul", "Gemm", "Conv", "ConvTranspose"],
+        description="ops that get Q/DQ on their inputs (TensorRT's INT8 GEMMs and convolutions)",
     )
     quantize_all: bool = Field(
         False, description="Q/DQ on every op onnxruntime can quantize (a known-bad setting the gate catches)"
