@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 SPEC   ?= examples/minilm-intent/spec.yaml
 STAMP  := $(VENV)/.installed
 
-.PHONY: install install-system demo test test-fast lint format benchmark benchmark-quick soak clean
+GEN_SPEC ?= examples/support-gpt/spec.yaml
+
+.PHONY: install install-system demo demo-generate test test-fast lint format benchmark benchmark-quick soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +38,10 @@ install-system:
 
 demo: install
 	$(BIN)/triton-bundle demo $(SPEC)
+
+# Text generation: train a small decoder on support replies, export with a KV cache, gate, serve, stream.
+demo-generate: install
+	$(BIN)/triton-bundle demo $(GEN_SPEC)
 
 test: install install-system
 	$(BIN)/python -m pytest -q

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from triton_bundle.errors import BundleError
@@ -81,6 +81,9 @@ class BaselineSettings:
     max_length: int = 128
     top_k: int = 3
     ready_timeout_s: float = 180.0
+    # The app gunicorn serves (module:factory()); text generation uses generation_baseline's.
+    app: str = "benchmarks.baseline_server:create_app()"
+    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 class BaselineServer:
@@ -116,7 +119,7 @@ class BaselineServer:
             "120",
             "--pythonpath",
             str(ROOT),
-            "benchmarks.baseline_server:create_app()",
+            self.settings.app,
         ]
 
     def start(self) -> BaselineServer:
@@ -131,6 +134,7 @@ class BaselineServer:
             _ENV_TOP_K: str(s.top_k),
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
+            **s.extra_env,
         }
         self._log = open(s.log_file, "wb")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(

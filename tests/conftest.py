@@ -74,3 +74,31 @@ def demo_server(demo_repository: Path):
     config = ServerConfig(repository=demo_repository, log_file=demo_repository.parent / "triton.log")
     with LocalTriton(config) as server:
         yield server
+
+
+@pytest.fixture(scope="session", params=["gpt2", "llama"])
+def textgen_workdir(request, tmp_path_factory: pytest.TempPathFactory):
+    """(spec, workdir) per family: a tiny causal LM fine-tuned on the support corpus, exported with a KV cache."""
+    from fixtures.textgen import tiny_checkpoint, tiny_spec
+
+    from triton_bundle.export.stage import export_model
+    from triton_bundle.finetune import finetune
+
+    root = tmp_path_factory.mktemp(f"textgen-{request.param}")
+    spec = tiny_spec(request.param, tiny_checkpoint(request.param, root / "base"))
+    workdir = root / "artifacts"
+    finetune(spec, workdir)
+    export_model(spec, workdir)
+    return spec, workdir
+
+
+@pytest.fixture(scope="session")
+def textgen_server(textgen_workdir):
+    """(spec, workdir, server): the family's decoder served by a real local Triton on free ports."""
+    from triton_bundle.repository.generate import generate_repository
+    from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
+
+    spec, workdir = textgen_workdir
+    repository = generate_repository(spec, workdir, out_dir=workdir.parent / "model_repository", force=True)
+    with LocalTriton(ServerConfig(repository=repository, log_file=workdir.parent / "triton.log")) as server:
+        yield spec, workdir, server

@@ -100,7 +100,16 @@ def _compose(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.
     return _run(compose, "-f", str(COMPOSE), *args, env=env)
 
 
-ALL_PROFILES = ("--profile", "build", "--profile", "loadtest", "--profile", "monitoring")
+ALL_PROFILES = (
+    "--profile",
+    "build",
+    "--profile",
+    "loadtest",
+    "--profile",
+    "monitoring",
+    "--profile",
+    "trtllm",
+)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +146,26 @@ def test_gpu_services_reserve_nvidia_gpus(compose_config: dict[str, Any]) -> Non
         assert devices and devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"], name
     assert not _gpu_devices(services["loadtest"])
     assert "build" in services["build-engines"]["profiles"]
+
+
+def test_trtllm_services_build_into_and_serve_the_generated_repository(
+    compose_config: dict[str, Any],
+) -> None:
+    services = compose_config["services"]
+    build, serve = services["trtllm-build"], services["triton-trtllm"]
+    for service in (build, serve):
+        assert "trtllm" in service["profiles"] and service["image"].endswith("-trtllm-python-py3")
+        assert _gpu_devices(service), "both need a GPU"
+    models = {v["target"]: v for v in build["volumes"]}
+    assert "/models" in models and not models["/models"].get("read_only"), "the engine is written there"
+    assert models["/checkpoint"]["read_only"] is True
+    assert build["entrypoint"][-1] == "/opt/triton-bundle/build-engine.sh"
+    served = next(v for v in serve["volumes"] if v["target"] == "/models")
+    assert served["read_only"] is True and served["source"] == models["/models"]["source"]
+    assert (
+        serve["environment"]["SKIP_PREFLIGHT"] == "1" and serve["secrets"][0]["source"] == "triton_admin_key"
+    )
+    assert "/v2/health/ready" in " ".join(serve["healthcheck"]["test"])
 
 
 def test_triton_service_serves_read_only_and_reports_health(compose_config: dict[str, Any]) -> None:

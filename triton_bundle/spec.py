@@ -20,6 +20,7 @@ Task = Literal[
     "feature-extraction",
     "image-classification",
     "tensor",
+    "text-generation",
 ]
 DType = Literal["float32", "float16", "int64", "int32", "int8", "uint8", "bool", "string"]
 Dim = int | str  # an int is fixed; a string names a dynamic dim ("batch", "sequence", "height", ...)
@@ -55,6 +56,22 @@ class TensorSpec(_Strict):
     shape: list[Dim]
 
 
+class ScratchLMSpec(_Strict):
+    """text-generation: a GPT-2-style decoder trained from scratch (byte-level BPE tokenizer included)."""
+
+    vocab_size: Annotated[int, Field(ge=300)] = 2000
+    layers: Annotated[int, Field(ge=1)] = 4
+    hidden: Annotated[int, Field(ge=8)] = 128
+    heads: Annotated[int, Field(ge=1)] = 4
+    context: Annotated[int, Field(ge=16)] = 128
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> ScratchLMSpec:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden {self.hidden} must be a multiple of heads {self.heads}")
+        return self
+
+
 class FinetuneSpec(_Strict):
     """Optional: produce the fine-tuned checkpoint (the demo's first step)."""
 
@@ -68,6 +85,9 @@ class FinetuneSpec(_Strict):
     max_length: Annotated[int, Field(ge=8)] = 64
     freeze_embeddings: bool = Field(True, description="keep the token embeddings fixed: faster, rarely worse")
     seed: int = 0
+    scratch: ScratchLMSpec | None = Field(
+        None, description="text-generation: train this decoder from scratch instead of loading base_model"
+    )
 
 
 class SourceSpec(_Strict):
@@ -147,8 +167,20 @@ class CalibrationSpec(_Strict):
     )
 
 
+class OutputBudget(_Strict):
+    """Tensor models: limits for one named output (overrides the budget's min_psnr_db / max_abs_error)."""
+
+    min_psnr_db: float | None = None
+    max_abs_error: Annotated[float, Field(ge=0)] | None = None
+
+
 class AccuracyBudget(_Strict):
-    """How far a precision variant may fall from FP32 on the eval data."""
+    """How far a precision variant may fall from FP32 on the eval data.
+
+    Classifiers (text, image): min_label_agreement, max_accuracy_drop (when the eval data has gold
+    labels), max_f1_drop. Embeddings: min_cosine. Tensor models: min_psnr_db and max_abs_error for
+    every output, per output in `outputs`.
+    """
 
     min_label_agreement: Annotated[float, Field(ge=0, le=1)] = 0.98
     max_accuracy_drop: Annotated[float, Field(ge=0, le=1)] = 0.01
@@ -159,6 +191,15 @@ class AccuracyBudget(_Strict):
     )
     max_abs_error: Annotated[float, Field(ge=0)] | None = Field(
         None, description="generic tensors: allowed max |variant - FP32| (not checked when omitted)"
+    )
+    min_next_token_agreement: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.95, description="text-generation: teacher-forced top-1 next-token agreement with FP32"
+    )
+    max_perplexity_increase: Annotated[float, Field(ge=0)] = Field(
+        0.05, description="text-generation: allowed relative perplexity increase vs FP32 (0.05 = +5%)"
+    )
+    outputs: dict[str, OutputBudget] = Field(
+        default_factory=dict, description="tensor models: per-output min_psnr_db / max_abs_error"
     )
 
 
@@ -176,7 +217,8 @@ class PrecisionSpec(_Strict):
     calibration: CalibrationSpec = CalibrationSpec()
     budget: AccuracyBudget = AccuracyBudget()
     int8_op_types: list[str] = Field(
-        ["MatMul", "Gemm"], description="ops that get Q/DQ on their inputs (TensorRT's INT8 GEMMs)"
+        ["MatMul", "Gemm", "Conv", "ConvTranspose"],
+        description="ops that get Q/DQ on their inputs (TensorRT's INT8 GEMMs and convolutions)",
     )
     quantize_all: bool = Field(
         False, description="Q/DQ on every op onnxruntime can quantize (a known-bad setting the gate catches)"
@@ -260,8 +302,27 @@ class EngineSpec(_Strict):
     timing_cache: Path | None = None
 
 
+class TrtllmSpec(_Strict):
+    """text-generation on NVIDIA GPUs: Triton's TensorRT-LLM backend (repository target 'trtllm').
+
+    Engine limits come from the generation section (max_sequences, max_context, max_new_tokens)."""
+
+    flavor: Literal["engine", "llmapi"] = Field(
+        "engine",
+        description="engine: inflight_batcher_llm model set over a trtllm-build engine; llmapi: TensorRT-LLM's "
+        "LLM API (PyTorch backend) model, no engine build (the route NVIDIA's 2026 docs recommend)",
+    )
+    checkpoint_mount: str = Field(
+        "/checkpoint", description="llmapi: the checkpoint's path inside the container"
+    )
+    dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    batch_scheduler_policy: Literal["guaranteed_no_evict", "max_utilization"] = "guaranteed_no_evict"
+    kv_cache_free_gpu_mem_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
+    model_root: str = Field("/models", description="where the repository is mounted inside the container")
+
+
 class RepositorySpec(_Strict):
-    target: Literal["local", "nvidia", "cpu-container"] = "local"
+    target: Literal["local", "nvidia", "cpu-container", "trtllm"] = "local"
     max_batch_size: Annotated[int, Field(ge=0)] = 32
     max_queue_delay_us: Annotated[int, Field(ge=0)] = 2000
     instances: Annotated[int, Field(ge=1)] = 1
@@ -278,6 +339,31 @@ class RepositorySpec(_Strict):
     ignore_labels: list[str] = Field(
         ["O"], description="token-classification: labels left out of the entities (the pipeline's default)"
     )
+    trtllm: TrtllmSpec = TrtllmSpec()
+
+
+class GenerationSpec(_Strict):
+    """text-generation: KV-cache export checks and the serving limits of the decoder model."""
+
+    max_context: Annotated[int, Field(ge=8)] = Field(256, description="prompt + generated tokens, at most")
+    max_new_tokens: Annotated[int, Field(ge=1)] = Field(128, description="the largest max_tokens accepted")
+    max_sequences: Annotated[int, Field(ge=1)] = Field(
+        8, description="sequences decoded together (in-flight batch); later requests wait for a free slot"
+    )
+    parity_new_tokens: Annotated[int, Field(ge=1)] = Field(
+        16, description="export: greedy tokens ONNX must match PyTorch generate() on, per prompt"
+    )
+    prompt_words: Annotated[int, Field(ge=1)] = Field(
+        6, description="held-out prompts are the first N words of each eval text"
+    )
+
+    @model_validator(mode="after")
+    def _fits(self) -> GenerationSpec:
+        if self.max_new_tokens >= self.max_context:
+            raise ValueError(
+                f"max_new_tokens {self.max_new_tokens} must be below max_context {self.max_context}"
+            )
+        return self
 
 
 class ServingSpec(_Strict):
@@ -298,6 +384,31 @@ class SLOSpec(_Strict):
         float | None,
         Field(gt=0, description="average time a request may wait in Triton's queues (alerts, autoscaling)"),
     ] = None
+    # text-generation: time to first token, inter-token latency, output tokens/s (unset: not gated)
+    ttft_p50_ms: Annotated[float | None, Field(gt=0)] = None
+    ttft_p95_ms: Annotated[float | None, Field(gt=0)] = None
+    ttft_p99_ms: Annotated[float | None, Field(gt=0)] = None
+    itl_p50_ms: Annotated[float | None, Field(gt=0)] = None
+    itl_p95_ms: Annotated[float | None, Field(gt=0)] = None
+    itl_p99_ms: Annotated[float | None, Field(gt=0)] = None
+    min_tokens_per_s: Annotated[float | None, Field(gt=0)] = Field(
+        None, description="output tokens per second over the run, all streams together"
+    )
+    min_stream_tokens_per_s: Annotated[float | None, Field(gt=0)] = Field(
+        None, description="median output tokens per second one stream sees (tokens / request latency)"
+    )
+
+
+class GenerationLoadSpec(_Strict):
+    """text-generation load tests: what each simulated user asks for."""
+
+    max_tokens: Annotated[int | None, Field(ge=1)] = Field(
+        None, description="new tokens per stream (None: 64, capped at generation.max_new_tokens)"
+    )
+    prompt_words: Annotated[int | None, Field(ge=1)] = Field(
+        None, description="prompts are the first N words of each data text (None: generation.prompt_words)"
+    )
+    temperature: Annotated[float | None, Field(ge=0)] = Field(None, description="None: greedy decoding")
 
 
 class LoadtestSpec(_Strict):
@@ -315,6 +426,7 @@ class LoadtestSpec(_Strict):
         int, Field(ge=-1, description="Locust workers: 0 one process, -1 one per CPU core")
     ] = 0
     slo: SLOSpec = SLOSpec()
+    generation: GenerationLoadSpec = GenerationLoadSpec()
 
 
 class OperateSpec(_Strict):
@@ -348,6 +460,7 @@ class ModelSpec(_Strict):
     serving: ServingSpec = ServingSpec()
     loadtest: LoadtestSpec = LoadtestSpec()
     operate: OperateSpec = OperateSpec()
+    generation: GenerationSpec = GenerationSpec()
 
     # Set by load_spec, not by the YAML: where relative paths resolve.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -369,6 +482,12 @@ class ModelSpec(_Strict):
             )
         if self.task == "tensor" and not self.inputs:
             raise ValueError("task 'tensor' needs 'inputs' (name, dtype, shape with named dynamic dims)")
+        asked = self.loadtest.generation.max_tokens
+        if self.task == "text-generation" and asked is not None and asked > self.generation.max_new_tokens:
+            raise ValueError(
+                f"loadtest.generation.max_tokens {asked} exceeds generation.max_new_tokens "
+                f"{self.generation.max_new_tokens}: the server would refuse every stream"
+            )
         if self.shapes.batch.max < self.repository.max_batch_size:
             raise ValueError(
                 f"repository.max_batch_size {self.repository.max_batch_size} exceeds "

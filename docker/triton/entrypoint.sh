@@ -10,6 +10,7 @@
 #   TRITON_ADMIN_KEY       the key itself, when no file is mounted
 #   TRITONSERVER           the server binary (default: tritonserver on PATH)
 #   ENTRYPOINT_DRY_RUN=1   print the tritonserver arguments, one per line, instead of starting it
+#   SKIP_PREFLIGHT=1       no engine preflight (TensorRT-LLM images: the backend checks its engine)
 # Extra arguments are passed on to tritonserver.
 set -euo pipefail
 
@@ -26,7 +27,10 @@ case "${control_mode}" in
     ;;
 esac
 
-if [[ "${repository}" == *"://"* ]]; then
+if [[ "${SKIP_PREFLIGHT:-0}" == "1" ]]; then
+  # TensorRT-LLM repositories: the tensorrtllm backend checks its own engine against the GPU.
+  echo "preflight: skipped (SKIP_PREFLIGHT=1)" >&2
+elif [[ "${repository}" == *"://"* ]]; then
   # Object storage is read by Triton itself; the engines can only be checked where they are files.
   echo "preflight: skipped for ${repository} (not a local path); run 'triton-bundle preflight' on a synced copy" >&2
 else

@@ -182,3 +182,35 @@ def eval_data_plan(shapes: ShapesSpec, onnx_path: Path, lengths: Sequence[int]) 
         token_lengths=stats,
         notes=notes,
     )
+
+
+def decoder_ranges(shapes: ShapesSpec, max_context: int) -> dict[str, Range]:
+    """A KV-cache decoder's dims: batch, new tokens, past tokens (0 for a prefill) and their sum
+    (attention_mask, present.*).
+
+    A prefill has no past, so the past minimum is 0 (TensorRT takes empty tensors); Range itself
+    starts at 1 for every other dim, hence model_construct. The spec's shapes.extra may override both.
+    """
+    past_max = max_context - 1
+    sequence = Range(
+        min=1, opt=min(shapes.sequence.opt, max_context), max=min(shapes.sequence.max, max_context)
+    )
+    past = Range.model_construct(min=0, opt=min(max_context // 2, past_max), max=past_max)
+    # Every profile point must be a consistent shape: total = past + new at min, opt and max alike.
+    total = Range(min=sequence.min, opt=sequence.opt + past.opt, max=sequence.max + past.max)
+    return {
+        "batch": shapes.batch,
+        "sequence": sequence,
+        "past_sequence": past,
+        "total_sequence": total,
+    } | dict(shapes.extra)
+
+
+def decoder_plan(shapes: ShapesSpec, max_context: int, onnx_path: Path) -> ProfilePlan:
+    ranges = decoder_ranges(shapes, max_context)
+    notes = [
+        "decoder profile: past_sequence from 0 (prefill) to max_context - 1, total_sequence up to max_context"
+    ]
+    return ProfilePlan(
+        source="spec", profile=profile_for(graph_inputs(onnx_path), ranges), ranges=ranges, notes=notes
+    )

@@ -40,6 +40,9 @@ class ParityReport(BaseModel):
     outputs: list[OutputParity]
     label_agreement: float | None = None
     min_cosine: float | None = None
+    generation_match: float | None = Field(
+        None, description="text-generation: share of prompts whose greedy ONNX tokens equal generate()'s"
+    )
     examples: int = 0
     tolerances: Tolerances
     passed: bool
@@ -76,6 +79,10 @@ class ParityReport(BaseModel):
             lines.append(f"\nLabel agreement: {self.label_agreement:.4f}")
         if self.min_cosine is not None:
             lines.append(f"\nMinimum cosine similarity: {self.min_cosine:.6f}")
+        if self.generation_match is not None:
+            lines.append(
+                f"\nGreedy generation equal to PyTorch generate(): {self.generation_match:.4f} of prompts"
+            )
         facts = []
         if self.exporter_attempts:
             facts += [f"exporter failed first: {attempt}" for attempt in self.exporter_attempts]

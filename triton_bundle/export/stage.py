@@ -141,6 +141,11 @@ def export_model(spec: ModelSpec, workdir: Path, force: bool = False) -> ExportR
         return adopt_onnx(spec, workdir, force)
     task: ExportTask = get_task(spec.task)
     check_source_kind(spec, task)
+    if task.export_stage:  # e.g. text-generation: a KV-cache graph with its own parity proof
+        import importlib
+
+        module, function = task.export_stage.split(":")
+        return getattr(importlib.import_module(module), function)(spec, workdir, force)
     workdir = Path(workdir)
     target = workdir / ONNX_DIR
     check_overwrite(target / ONNX_FILE, force)

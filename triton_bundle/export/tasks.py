@@ -17,7 +17,7 @@ from torch import nn
 
 from triton_bundle.spec import ExportSpec
 
-Agreement = Literal["labels", "cosine", "tensor"]
+Agreement = Literal["labels", "cosine", "tensor", "tokens"]
 Modality = Literal["text", "vision", "tensor"]
 
 TEXT_AXES = {0: "batch", 1: "sequence"}
@@ -125,6 +125,16 @@ class ExportTask:
     output_names: tuple[str, ...] = ()
     output_axes: dict[str, dict[int, str]] = field(default_factory=dict)
     input_axes: dict[int, str] = field(default_factory=lambda: dict(TEXT_AXES))
+    # A task whose export differs end to end (a decoder's KV cache) names its own stage: "module:function".
+    export_stage: str | None = None
+    # One label per example: the eval data's gold labels score it (accuracy, macro-F1).
+    gold_labels: bool = False
+
+
+def _decoder_with_past(model: nn.Module, export: ExportSpec) -> nn.Module:
+    from triton_bundle.export.decoder import DecoderWithPast
+
+    return DecoderWithPast(model)
 
 
 TASKS: dict[str, ExportTask] = {
@@ -135,6 +145,7 @@ TASKS: dict[str, ExportTask] = {
         output_names=("logits",),
         output_axes={"logits": {0: "batch"}},
         agreement="labels",
+        gold_labels=True,
     ),
     "token-classification": ExportTask(
         name="token-classification",
@@ -161,6 +172,17 @@ TASKS: dict[str, ExportTask] = {
         output_axes={"logits": {0: "batch"}},
         agreement="labels",
         input_axes=dict(IMAGE_AXES),
+        gold_labels=True,
+    ),
+    "text-generation": ExportTask(
+        name="text-generation",
+        auto_class="AutoModelForCausalLM",
+        wrap=_decoder_with_past,
+        # logits + present.<layer>.key/value; the past inputs and presents are named per layer at export
+        output_names=("logits",),
+        output_axes={"logits": {0: "batch", 1: "sequence"}},
+        agreement="tokens",
+        export_stage="triton_bundle.export.decoder_stage:export_decoder",
     ),
     "tensor": ExportTask(
         name="tensor",

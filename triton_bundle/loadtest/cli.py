@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, open_spec
+from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, open_spec, print_path
 from triton_bundle.loadtest.settings import Endpoint, Protocol, ShapeKind
 from triton_bundle.loadtest.stage import Overrides, local_server, target_model
 from triton_bundle.spec import ModelSpec, SLOSpec
@@ -51,6 +51,7 @@ def _slo(
     p99: float | None,
     err: float | None,
     rps: float | None,
+    **generation: float | None,
 ) -> SLOSpec:
     slo = spec.loadtest.slo.model_copy()
     for field, value in (
@@ -59,6 +60,7 @@ def _slo(
         ("p99_ms", p99),
         ("max_error_rate", err),
         ("min_rps", rps),
+        *generation.items(),
     ):
         if value is not None:
             setattr(slo, field, value)
@@ -106,10 +108,21 @@ def loadtest_command(
     p99_ms: Annotated[float | None, typer.Option(help="SLO override: p99 latency (ms)")] = None,
     max_error_rate: Annotated[float | None, typer.Option(min=0, max=1, help="SLO override")] = None,
     min_rps: Annotated[float | None, typer.Option(help="SLO override: minimum requests/s")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="text-generation: tokens per stream [default: spec]")
+    ] = None,
+    ttft_p95_ms: Annotated[float | None, typer.Option(help="SLO override: p95 time to first token")] = None,
+    itl_p95_ms: Annotated[float | None, typer.Option(help="SLO override: p95 inter-token latency")] = None,
+    min_tokens_per_s: Annotated[
+        float | None, typer.Option(help="SLO override: output tokens/s floor (all streams)")
+    ] = None,
     serve: ServeOpt = False,
     repository: RepositoryOpt = None,
 ) -> None:
-    """Load-test the served model with Locust and gate the release on the spec's SLOs (exit 1 on a miss)."""
+    """Load-test the served model with Locust and gate the release on the spec's SLOs (exit 1 on a miss).
+
+    text-generation specs run streaming users (HTTP SSE or gRPC streaming) that measure time to first
+    token, inter-token latency and output tokens/s."""
     from triton_bundle.loadtest.stage import loadtest_stage
 
     spec, workdir = open_spec(spec_path, workdir)
@@ -128,8 +141,19 @@ def loadtest_command(
         workers=workers,
         think_time_s=think_time,
         model=model,
+        max_tokens=max_tokens,
     )
-    slo = _slo(spec, p50_ms, p95_ms, p99_ms, max_error_rate, min_rps)
+    slo = _slo(
+        spec,
+        p50_ms,
+        p95_ms,
+        p99_ms,
+        max_error_rate,
+        min_rps,
+        ttft_p95_ms=ttft_p95_ms,
+        itl_p95_ms=itl_p95_ms,
+        min_tokens_per_s=min_tokens_per_s,
+    )
     with (
         _endpoint(spec, workdir, serve, repository, protocol) as endpoint,
         console.status(f"load-testing {target_model(spec, overrides)} ..."),
@@ -139,7 +163,9 @@ def loadtest_command(
     raise typer.Exit(0 if result.passed else 1)
 
 
-def print_result(result) -> None:
+def print_result(result, out: Console | None = None) -> None:
+    """Client numbers, the SLO gate, Triton's own statistics (key / value, so they fit 80 columns)."""
+    out = out or console
     c, s, settings = result.client, result.server, result.settings
     table = Table(title=f"{settings.model} over {settings.endpoint.protocol} ({c.stop_reason})")
     for column in ("requests", "failures", "req/s", "items/s", "p50", "p95", "p99"):
@@ -154,7 +180,9 @@ def print_result(result) -> None:
         ms(c.latency.p95_ms),
         ms(c.latency.p99_ms),
     )
-    console.print(table)
+    out.print(table)
+    if c.generation is not None:
+        _print_generation(c.generation, out)
 
     gate = Table(title="SLO gate")
     for column in ("SLO", "threshold", "measured", "margin", "result"):
@@ -167,28 +195,53 @@ def print_result(result) -> None:
             "n/a" if check.margin is None else f"{check.margin:+.4g} {check.unit}",
             "[green]pass[/]" if check.passed else "[bold red]FAIL[/]",
         )
-    console.print(gate)
+    out.print(gate)
 
-    server = Table(title="server (Triton statistics)")
-    for column in ("queue / req", "compute / req", "queue share", "avg batch", "busiest model", "CPU util"):
-        server.add_column(column, justify="right")
+    server = Table(title="server (Triton statistics)", show_header=False)
+    server.add_column("statistic", no_wrap=True)
+    server.add_column("value", overflow="fold")
     share = "n/a" if s.queue_share is None else f"{100 * s.queue_share:.0f}%"
     batch = "n/a" if s.avg_batch_size is None else f"{s.avg_batch_size:.1f}"
     cpu = "n/a" if s.cpu_utilization_avg is None else f"{100 * s.cpu_utilization_avg:.0f}%"
-    server.add_row(ms(s.queue_ms), ms(s.compute_ms), share, batch, s.bottleneck_model or "n/a", cpu)
-    console.print(server)
+    for name, value in (
+        ("queue / request", ms(s.queue_ms)),
+        ("compute / request", ms(s.compute_ms)),
+        ("queue share", share),
+        ("avg batch", batch),
+        ("busiest model", s.bottleneck_model or "n/a"),
+        ("CPU utilisation", cpu),
+    ):
+        server.add_row(name, value)
+    out.print(server)
     for line in s.scrape_errors[:3]:
-        console.print(f"[yellow]server sampling: {line}[/]")
+        out.print(f"[yellow]server sampling: {line}[/]")
     for e in c.errors[:3]:
-        console.print(f"[red]{e.occurrences} x {e.error[:200]}[/]")
-    for key in ("summary_md", "report_json", "locust_html", "timeline_png"):
+        out.print(f"[red]{e.occurrences} x {e.error[:200]}[/]")
+    for key in ("summary_md", "report_json", "locust_html", "timeline_png", "generation_png"):
         if key in result.artifacts:
-            console.print(f"{key}: {result.artifacts[key]}")
+            print_path(f"{key}:", result.artifacts[key], out)
     if result.passed:
-        console.print("[bold green]all SLOs met[/]")
+        out.print("[bold green]all SLOs met[/]")
     else:
         for check in result.gate.failed:
-            console.print(f"[bold red]{check.explain()}[/]")
+            out.print(f"[bold red]{check.explain()}[/]")
+
+
+def _print_generation(gen, out: Console) -> None:
+    table = Table(title="streamed generation")
+    for column in ("streams", "tokens", "tokens/s", "per stream", "TTFT p50/95/99", "ITL p50/95/99"):
+        table.add_column(column, justify="right")
+    rate = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
+    trio = lambda p: " / ".join("-" if v is None else f"{v:g}" for v in (p.p50_ms, p.p95_ms, p.p99_ms))  # noqa: E731
+    table.add_row(
+        str(gen.streams),
+        str(gen.tokens),
+        rate(gen.tokens_per_s),
+        rate(gen.stream_tokens_per_s_p50),
+        f"{trio(gen.ttft)} ms",
+        f"{trio(gen.itl)} ms",
+    )
+    out.print(table)
 
 
 # ----------------------------------------------------------------------------------------------- capacity

@@ -19,6 +19,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from triton_bundle.atomic import write_text_atomic
+from triton_bundle.loadtest.generation import GenerationStats
 from triton_bundle.loadtest.results import (
     ErrorCount,
     LatencySummary,
@@ -32,6 +33,7 @@ from triton_bundle.loadtest.settings import CONFIG_ENV, LoadSettings
 from triton_bundle.loadtest.workload import Workload
 
 _TIMELINE_KEY = "triton_bundle_timeline"
+_GENERATION_KEY = "triton_bundle_generation"
 _SUPERVISE_EVERY_S = 0.2
 
 
@@ -93,6 +95,7 @@ class ProcessState:
 
 _state: ProcessState | None = None
 _timeline = Timeline()
+_generation = GenerationStats()
 _run: dict[str, float | str] = {"stop_reason": "duration reached", "max_users": 0, "workers": 0}
 
 
@@ -106,6 +109,11 @@ def process_state(environment: Environment) -> ProcessState:
         cap = settings.per_process_request_cap() if _is_worker(environment) else settings.max_requests
         _state = ProcessState(settings=settings, workload=workload, budget=RequestBudget(cap))
     return _state
+
+
+def generation_stats() -> GenerationStats:
+    """This process's streaming measurements (TTFT, inter-token latency, tokens)."""
+    return _generation
 
 
 def _is_worker(environment: Environment) -> bool:
@@ -133,11 +141,13 @@ def _on_request(response_time, exception=None, **_kwargs) -> None:
 @events.report_to_master.add_listener
 def _on_report_to_master(data: dict, **_kwargs) -> None:
     data[_TIMELINE_KEY] = _timeline.drain()
+    data[_GENERATION_KEY] = _generation.drain()
 
 
 @events.worker_report.add_listener
 def _on_worker_report(data: dict, **_kwargs) -> None:
     _timeline.merge(data.get(_TIMELINE_KEY, []))
+    _generation.merge(data.get(_GENERATION_KEY, {}))
 
 
 @events.test_start.add_listener
@@ -187,9 +197,10 @@ def write_summary(environment: Environment, settings: LoadSettings) -> LocustSum
     total = environment.stats.total
     has_samples = total.num_requests > 0
     histogram = _whole_run_histogram()
+    started_at, ended_at = float(_run.get("started_at", total.start_time)), time.time()
     summary = LocustSummary(
-        started_at=float(_run.get("started_at", total.start_time)),
-        ended_at=time.time(),
+        started_at=started_at,
+        ended_at=ended_at,
         stop_reason=str(_run["stop_reason"]),
         requests=total.num_requests,
         failures=total.num_failures,
@@ -214,6 +225,7 @@ def write_summary(environment: Environment, settings: LoadSettings) -> LocustSum
         ],
         workers=int(_run["workers"]),
         max_users=int(_run["max_users"]),
+        generation=_generation.summary(ended_at - started_at) if settings.generation else None,
     )
     write_text_atomic(settings.summary_path, summary.model_dump_json(indent=1))
     return summary

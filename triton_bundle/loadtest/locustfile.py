@@ -18,6 +18,10 @@ grpc_gevent.init_gevent()
 from locust import LoadTestShape  # noqa: E402 - after init_gevent on purpose
 
 from triton_bundle.loadtest import locust_process  # noqa: E402
+from triton_bundle.loadtest.generation_users import (  # noqa: E402
+    GenerationGrpcUser,
+    GenerationHttpUser,
+)
 from triton_bundle.loadtest.shapes import ShapePlan, plan_for  # noqa: E402
 from triton_bundle.loadtest.users import TritonGrpcUser, TritonHttpUser  # noqa: E402
 
@@ -28,6 +32,14 @@ class TritonHttp(TritonHttpUser):
 
 class TritonGrpc(TritonGrpcUser):
     """A client over gRPC (picked by the shape when settings say protocol: grpc)."""
+
+
+class GenerateHttp(GenerationHttpUser):
+    """A streaming generation client over HTTP SSE (text-generation, protocol: http)."""
+
+
+class GenerateGrpc(GenerationGrpcUser):
+    """A streaming generation client over gRPC (text-generation, protocol: grpc)."""
 
 
 class BundleShape(LoadTestShape):
@@ -45,5 +57,9 @@ class BundleShape(LoadTestShape):
         step = self._plan.tick(self.get_run_time())
         if step is None:
             return None
-        user_class = TritonGrpc if settings.endpoint.protocol == "grpc" else TritonHttp
+        grpc = settings.endpoint.protocol == "grpc"
+        if settings.generation is not None:
+            user_class = GenerateGrpc if grpc else GenerateHttp
+        else:
+            user_class = TritonGrpc if grpc else TritonHttp
         return step.users, step.spawn_rate, [user_class]

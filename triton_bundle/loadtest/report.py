@@ -14,6 +14,7 @@ from matplotlib.ticker import MaxNLocator
 from pydantic import BaseModel
 
 from triton_bundle.atomic import atomic_path, write_text_atomic
+from triton_bundle.loadtest.generation_report import generation_markdown, plot_generation
 from triton_bundle.loadtest.incidents import Incident, find_incidents, what_happened
 from triton_bundle.loadtest.results import TimelinePoint, percentile, timeline_points
 from triton_bundle.loadtest.runner import LoadtestResult
@@ -40,6 +41,9 @@ def write_report(result: LoadtestResult, out_dir: Path) -> dict[str, Path]:
     artifacts["timeline_png"] = plot_timeline(result, points, out_dir / "timeline.png")
     artifacts["latency_histogram_png"] = plot_latency_histogram(result, out_dir / "latency_histogram.png")
     artifacts["server_split_png"] = plot_server_split(result, out_dir / "server_split.png")
+    if result.client.generation is not None:
+        figure = plot_generation(result.client.generation, result.gate, result.client.started_at)
+        artifacts["generation_png"] = _save(figure, out_dir / "generation.png")
     artifacts["summary_md"] = out_dir / "summary.md"
     artifacts["report_json"] = out_dir / "report.json"
     result = result.model_copy(update={"artifacts": artifacts})
@@ -142,6 +146,8 @@ def markdown_summary(result: LoadtestResult, out_dir: Path) -> str:
                 f"| {m.model} | {m.platform} | {m.requests} | {m.executions} | {batch} | {_ms(m.queue_ms)} | "
                 f"{_ms(m.compute_input_ms)} | {_ms(m.compute_infer_ms)} | {_ms(m.compute_output_ms)} |"
             )
+    if c.generation is not None:
+        lines += generation_markdown(c.generation)
     if c.errors:
         lines += ["", "## Errors", "", "| occurrences | error |", "|---:|---|"]
         lines += [f"| {e.occurrences} | `{e.error[:200]}` |" for e in c.errors[:10]]

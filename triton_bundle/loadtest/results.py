@@ -5,41 +5,14 @@ No Locust import here: the parent process must stay free of Locust's gevent monk
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 from pydantic import BaseModel, Field
 
+from triton_bundle.loadtest.generation import GenerationSummary
 
-def bucket_ms(ms: float) -> float:
-    """Round a latency to ~2 significant digits (0.1 ms below 10 ms), so histograms stay small."""
-    if ms < 10:
-        return round(ms, 1)
-    if ms < 100:
-        return float(round(ms))
-    if ms < 1000:
-        return float(round(ms, -1))
-    return float(round(ms, -2))
-
-
-def merge_histograms(target: dict[float, int], other: dict[float, int]) -> dict[float, int]:
-    for key, count in other.items():
-        target[float(key)] = target.get(float(key), 0) + count
-    return target
-
-
-def percentile(histogram: dict[float, int], q: float) -> float | None:
-    """The smallest bucket at or below which a fraction q of the samples lie; None without samples."""
-    total = sum(histogram.values())
-    if total == 0:
-        return None
-    needed = max(1, math.ceil(q * total))
-    seen = 0
-    for key in sorted(histogram):
-        seen += histogram[key]
-        if seen >= needed:
-            return key
-    return max(histogram)
+# bucket_ms and merge_histograms are re-exported: the Locust process and reports import them from here.
+from triton_bundle.loadtest.histograms import bucket_ms, merge_histograms, percentile  # noqa: F401
 
 
 class LatencySummary(BaseModel):
@@ -89,6 +62,7 @@ class LocustSummary(BaseModel):
     errors: list[ErrorCount] = Field(default_factory=list)
     workers: int = 0
     max_users: int = 0
+    generation: GenerationSummary | None = Field(None, description="text-generation: TTFT, ITL, tokens/s")
 
     @property
     def duration_s(self) -> float:

@@ -90,6 +90,17 @@ def preflight(http_url: str | None, model: str, workload: Workload) -> list[str]
     return [o["name"] for o in metadata.get("outputs", [])]
 
 
+def _with_generation_shape(settings: LoadSettings) -> LoadSettings:
+    """Generation settings say whether the model's inputs carry a batch dim (max_batch_size > 0)."""
+    http_url = settings.endpoint.stats_url()
+    if settings.generation is None or http_url is None:
+        return settings
+    config = _get_json(f"http://{http_url}/v2/models/{settings.model}/config")
+    batched = int(config.get("max_batch_size", 0)) > 0
+    generation = settings.generation.model_copy(update={"batched": batched})
+    return settings.model_copy(update={"generation": generation})
+
+
 # ----------------------------------------------------------------------------------------------- Locust
 
 
@@ -252,7 +263,7 @@ def run_loadtest(
     """Preflight, Locust with server sampling, SLO gate. Writes Locust's files into run_dir."""
     outputs = preflight(settings.endpoint.stats_url(), settings.model, workload)
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings = settings.model_copy(update={"outputs": settings.outputs or outputs})
+    settings = _with_generation_shape(settings.model_copy(update={"outputs": settings.outputs or outputs}))
     workload.save(settings.workload_path)
     scraper = ServerScraper(settings.endpoint, settings.model, scrape_interval_s).start()
     try:

@@ -106,6 +106,15 @@ def strip_scheme(url: str) -> str:
     return f"{parts.hostname}:{parts.port}"
 
 
+class GenerationSettings(_Strict):
+    """text-generation runs: each user streams one generation per request."""
+
+    max_tokens: Annotated[int, Field(ge=1)] = 64
+    temperature: Annotated[float | None, Field(ge=0)] = Field(None, description="None: greedy")
+    seed: Annotated[int | None, Field(ge=0)] = None
+    batched: bool = Field(False, description="the model's inputs carry a batch dim (max_batch_size > 0)")
+
+
 class LoadSettings(_Strict):
     """Everything a Locust process needs for one run."""
 
@@ -119,6 +128,9 @@ class LoadSettings(_Strict):
     workers: Annotated[int, Field(ge=0, description="0: one process; N: a master and N workers")] = 0
     outputs: list[str] = Field(default_factory=list, description="outputs to request; [] asks for all")
     workload_path: Path = Field(description="the workload JSON (texts or tensor specs)")
+    generation: GenerationSettings | None = Field(
+        None, description="set for text-generation: users stream tokens (HTTP SSE or gRPC streaming)"
+    )
     summary_path: Path = Field(description="where the master writes its LocustSummary JSON")
     seed: int = 0
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from triton_bundle.loadtest.generation import GenerationSummary
 from triton_bundle.loadtest.results import LocustSummary
 from triton_bundle.spec import SLOSpec
 
@@ -105,4 +106,31 @@ def evaluate(slo: SLOSpec, run: LocustSummary) -> GateResult:
     if slo.min_rps is not None:
         rps = run.rps if run.requests > 0 else None
         checks.append(_check("min_rps", "throughput", "min", slo.min_rps, rps, "req/s"))
+    checks += generation_checks(slo, run.generation)
     return GateResult(passed=all(c.passed for c in checks), checks=checks)
+
+
+def generation_checks(slo: SLOSpec, gen: GenerationSummary | None) -> list[SLOCheck]:
+    """TTFT / inter-token latency percentiles and token-rate floors; unmeasured (no streams) fails."""
+    ttft = gen.ttft if gen else None
+    itl = gen.itl if gen else None
+    latency = (
+        ("ttft_p50_ms", "p50 time to first token", slo.ttft_p50_ms, ttft and ttft.p50_ms),
+        ("ttft_p95_ms", "p95 time to first token", slo.ttft_p95_ms, ttft and ttft.p95_ms),
+        ("ttft_p99_ms", "p99 time to first token", slo.ttft_p99_ms, ttft and ttft.p99_ms),
+        ("itl_p50_ms", "p50 inter-token latency", slo.itl_p50_ms, itl and itl.p50_ms),
+        ("itl_p95_ms", "p95 inter-token latency", slo.itl_p95_ms, itl and itl.p95_ms),
+        ("itl_p99_ms", "p99 inter-token latency", slo.itl_p99_ms, itl and itl.p99_ms),
+    )
+    checks = [_check(n, d, "max", t, m, "ms") for n, d, t, m in latency if t is not None]
+    rates = (
+        ("min_tokens_per_s", "output tokens/s (all streams)", slo.min_tokens_per_s, gen and gen.tokens_per_s),
+        (
+            "min_stream_tokens_per_s",
+            "median tokens/s per stream",
+            slo.min_stream_tokens_per_s,
+            gen and gen.stream_tokens_per_s_p50,
+        ),
+    )
+    checks += [_check(n, d, "min", t, m, "tokens/s") for n, d, t, m in rates if t is not None]
+    return checks

@@ -18,6 +18,7 @@ from triton_bundle.atomic import ArtifactExistsError
 from triton_bundle.loadtest.runner import LoadtestResult, run_loadtest
 from triton_bundle.loadtest.settings import (
     Endpoint,
+    GenerationSettings,
     LoadSettings,
     LoadtestUsageError,
     Protocol,
@@ -32,6 +33,7 @@ from triton_bundle.repository.contract import entry_model
 from triton_bundle.spec import ModelSpec, SLOSpec
 
 STAGE = "loadtest"
+DEFAULT_MAX_TOKENS = 64  # text-generation streams, when neither the spec nor --max-tokens says
 _RUN_MARKERS = (
     "locust_settings.json",
     "*/locust_settings.json",
@@ -61,6 +63,7 @@ class Overrides(BaseModel):
     think_time_s: float | None = None
     model: str | None = None
     seed: int | None = None
+    max_tokens: int | None = None
 
 
 def target_model(spec: ModelSpec, o: Overrides) -> str:
@@ -122,9 +125,19 @@ def build_settings(
             workload_path=run_dir / "workload.json",
             summary_path=run_dir / "locust_summary.json",
             seed=pick(o.seed, 0),
+            generation=generation_settings(spec, o),
         )
     except ValueError as exc:
         raise LoadtestUsageError(f"invalid load-test settings: {exc}") from None
+
+
+def generation_settings(spec: ModelSpec, o: Overrides) -> GenerationSettings | None:
+    """text-generation specs: users stream generations of the spec's (or --max-tokens) length."""
+    if spec.task != "text-generation":
+        return None
+    gen = spec.loadtest.generation
+    max_tokens = o.max_tokens or gen.max_tokens or min(DEFAULT_MAX_TOKENS, spec.generation.max_new_tokens)
+    return GenerationSettings(max_tokens=max_tokens, temperature=gen.temperature, seed=o.seed)
 
 
 def prepare_run_dir(path: Path, force: bool) -> Path:
@@ -184,6 +197,18 @@ def record(workdir: Path, spec: ModelSpec, result: LoadtestResult, stage: str = 
         "server_compute_ms": s.compute_ms,
         "avg_batch_size": s.avg_batch_size,
     }
+    if c.generation is not None:
+        g = c.generation
+        metrics |= {
+            "tokens_per_s": g.tokens_per_s,
+            "stream_tokens_per_s_p50": g.stream_tokens_per_s_p50,
+            "ttft_p50_ms": g.ttft.p50_ms,
+            "ttft_p95_ms": g.ttft.p95_ms,
+            "ttft_p99_ms": g.ttft.p99_ms,
+            "itl_p50_ms": g.itl.p50_ms,
+            "itl_p95_ms": g.itl.p95_ms,
+            "itl_p99_ms": g.itl.p99_ms,
+        }
     entry = StageRecord(
         stage=stage,
         artifacts={k: v.resolve() for k, v in result.artifacts.items()},

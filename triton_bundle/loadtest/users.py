@@ -21,18 +21,22 @@ from triton_bundle.loadtest.shapes import per_user_rate
 from triton_bundle.loadtest.workload import InputArray
 from triton_bundle.redact import redact
 
-_IDLE_WHEN_CAPPED_S = 0.25
+IDLE_WHEN_CAPPED_S = 0.25
 # A server that is down refuses connections in microseconds: without a pause each user would spin,
 # burning the load generator's CPU and flooding the run with failures that say nothing new.
-_PAUSE_WHEN_UNREACHABLE_S = 0.5
+PAUSE_WHEN_UNREACHABLE_S = 0.5
 
 
 class ResponseCheckError(Exception):
     """The server answered, but not with what the request asked for."""
 
 
-class TritonUser(User):
-    """Shared behaviour; subclasses supply the transport (`_connect`, `_infer`)."""
+class BundleUser(User):
+    """What every simulated client shares: settings, its own random stream and connection, pacing.
+
+    No task here: Locust collects @task methods from every base class, so each request kind is a
+    subclass with its own task (TritonUser: one inference; generation users: one stream).
+    """
 
     abstract = True
     request_type: ClassVar[str] = "INFER"
@@ -41,9 +45,10 @@ class TritonUser(User):
     def on_start(self) -> None:
         self.state: ProcessState = process_state(self.environment)
         settings = self.state.settings
-        TritonUser._users_started += 1
+        BundleUser._users_started += 1
+        self.user_number = BundleUser._users_started
         # Distinct, reproducible request streams per user.
-        self.rng = random.Random(settings.seed * 1_000_003 + TritonUser._users_started)
+        self.rng = random.Random(settings.seed * 1_000_003 + BundleUser._users_started)
         self.auth = auth_headers()  # the proxy's bearer token, when TRITON_BEARER_TOKEN(_FILE) is set
         self.client: Any = self._connect()
         self.interval_s: float | None = None
@@ -67,12 +72,21 @@ class TritonUser(User):
         self.next_at = max(self.next_at + self.interval_s, now)
         return self.next_at - now
 
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+
+class TritonUser(BundleUser):
+    """One inference per request; subclasses supply the transport (`_connect`, `_infer`)."""
+
+    abstract = True
+
     @task
     def infer(self) -> None:
         settings = self.state.settings
         if not self.state.budget.take():
             # The cap is spent: stay idle until the master stops the run.
-            gevent.sleep(_IDLE_WHEN_CAPPED_S)
+            gevent.sleep(IDLE_WHEN_CAPPED_S)
             return
         inputs = self.state.workload.make_batch(self.rng, settings.request_batch_size)
         start = time.perf_counter()
@@ -90,8 +104,8 @@ class TritonUser(User):
             exception=exception,
             context={"batch_size": settings.request_batch_size},
         )
-        if exception is not None and _server_unreachable(exception):
-            gevent.sleep(_PAUSE_WHEN_UNREACHABLE_S)
+        if exception is not None and server_unreachable(exception):
+            gevent.sleep(PAUSE_WHEN_UNREACHABLE_S)
 
     def _check(self, result: Any, batch_size: int) -> int:
         """Every requested output is present with the request's batch size; returns the bytes received."""
@@ -107,9 +121,6 @@ class TritonUser(User):
                 )
             size += int(array.nbytes)
         return size
-
-    def _connect(self) -> Any:
-        raise NotImplementedError
 
     def _infer(self, inputs: list[InputArray]) -> Any:
         raise NotImplementedError
@@ -128,7 +139,7 @@ def _without_payloads(exc: Exception, inputs: list[InputArray]) -> Exception:
     return RequestFailedError(f"{type(exc).__name__}: {cleaned}")
 
 
-def _server_unreachable(exc: Exception) -> bool:
+def server_unreachable(exc: Exception) -> bool:
     """Connection refused / reset / closed, gRPC UNAVAILABLE, HTTP 502-504: the server, not the request."""
     from triton_bundle.client.retry import Failure, classify_failure
 

@@ -26,6 +26,9 @@ from triton_bundle.repository.contract import IMAGE_INPUT, TEXT_INPUT
 from triton_bundle.spec import ModelSpec
 
 DEFAULT_POOL_SIZE = 10_000
+# The text-generation client contract (the served decoder's inputs).
+GENERATION_TEXT_INPUT = "text_input"
+GENERATION_MAX_TOKENS = "max_tokens"
 IMAGE_POOL_SIZE = 256
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 TEXT_TASKS = ("text-classification", "token-classification", "feature-extraction")
@@ -82,7 +85,7 @@ class Workload(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["text", "image", "tensor"]
+    kind: Literal["text", "image", "tensor", "prompt"]
     source: str = Field(description="what the requests are made of, for the report")
     input_name: str = TEXT_INPUT
     texts: list[str] = Field(default_factory=list)
@@ -113,6 +116,10 @@ class Workload(BaseModel):
                 }
         return self._rows
 
+    def prompt(self, rng: random.Random) -> str:
+        """One generation prompt (kind 'prompt')."""
+        return rng.choice(self.texts)
+
     def _item(self, rng: random.Random) -> bytes:
         if self.kind == "text":
             return rng.choice(self.texts).encode("utf-8")
@@ -125,10 +132,12 @@ class Workload(BaseModel):
         """Input name -> Triton datatype the requests carry (checked against the model's metadata)."""
         if self.kind == "tensor":
             return {t.name: t.datatype for t in self.tensors}
+        if self.kind == "prompt":
+            return {GENERATION_TEXT_INPUT: "BYTES", GENERATION_MAX_TOKENS: "INT32"}
         return {self.input_name: "BYTES"}
 
     def length_profile(self) -> LengthProfile | None:
-        if self.kind != "text":
+        if self.kind not in ("text", "prompt"):
             return None
         chars = np.array([len(t) for t in self.texts])
         words = np.array([len(t.split()) for t in self.texts])
@@ -243,8 +252,25 @@ def tensor_workload(spec: ModelSpec) -> Workload:
     return Workload(kind="tensor", source=source, tensors=tensors, tensor_file=path)
 
 
+def prompt_workload(spec: ModelSpec, *, pool_size: int = DEFAULT_POOL_SIZE, seed: int = 0) -> Workload:
+    """Generation prompts: the first N words of each data text (loadtest.generation.prompt_words, else
+    generation.prompt_words: the length the export's parity prompts have)."""
+    texts = text_workload(spec, pool_size=pool_size, seed=seed)
+    words = spec.loadtest.generation.prompt_words or spec.generation.prompt_words
+    prompts = [" ".join(t.split()[:words]) if words else t for t in texts.texts]
+    cut = f", first {words} words each" if words else ""
+    return Workload(
+        kind="prompt",
+        source=f"{len(prompts)} prompts from {texts.source.split(' from ', 1)[-1]}{cut}",
+        input_name=GENERATION_TEXT_INPUT,
+        texts=prompts,
+    )
+
+
 def workload_for(spec: ModelSpec, *, seed: int = 0) -> Workload:
     """The workload matching the spec's task."""
+    if spec.task == "text-generation":
+        return prompt_workload(spec, seed=seed)
     if spec.task in TEXT_TASKS:
         return text_workload(spec, seed=seed)
     if spec.task == "image-classification":

@@ -24,6 +24,16 @@ def demo_command(
     from triton_bundle.pipeline.demo import run_demo
 
     spec, workdir = open_spec(spec_path, workdir)
+    if spec.task == "text-generation":  # train, export, gate, serve and stream a decoder
+        from triton_bundle.pipeline.generation_demo import run_generation_demo
+
+        generated = run_generation_demo(spec, workdir, repository)
+        if generated.served_match_pytorch < MIN_AGREEMENT:
+            console.print(
+                f"[red]served greedy text equals PyTorch's on only {generated.served_match_pytorch:.0%} of prompts"
+            )
+            raise typer.Exit(1)
+        return
     summary = run_demo(spec, workdir, repository)
     low = [c for c in summary.served if c.agreement_with_pytorch < MIN_AGREEMENT]
     if low:

@@ -30,6 +30,7 @@ ENTRY_ROLES = {
     "feature-extraction": "ensemble",
     "image-classification": "ensemble",
     "tensor": "tensor",
+    "text-generation": "ensemble",  # the decoupled decoder (or TensorRT-LLM ensemble) carries the spec's name
 }
 
 

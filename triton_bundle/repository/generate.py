@@ -17,7 +17,7 @@ from triton_bundle.manifest import Manifest, StageRecord
 from triton_bundle.repository.layout import write_repository
 from triton_bundle.repository.options import RepositoryOptions
 from triton_bundle.repository.pipelines import plan_for
-from triton_bundle.repository.sources import RepositoryError, resolve_sources
+from triton_bundle.repository.sources import RepositoryError, checkpoint_dir, resolve_sources
 from triton_bundle.repository.validate import validate_repository
 from triton_bundle.spec import ModelSpec
 
@@ -28,6 +28,7 @@ PYTHON_REQUIREMENTS_FILE = "python_backend_requirements.txt"
 _CONTAINER_PYTHON_PACKAGES = {
     "text": ["tokenizers>=0.20", "numpy"],
     "vision": ["pillow", "numpy"],
+    "generation": ["tokenizers>=0.20", "numpy", "onnxruntime"],  # the decoder runs in the Python model
 }
 
 
@@ -63,17 +64,22 @@ def generate_repository(
     out_dir = Path(out_dir) if out_dir is not None else default_repository_dir(spec)
     check_overwrite(out_dir, force)
     manifest = Manifest.load(workdir, spec.name)
-    sources = resolve_sources(spec, manifest, options)
-    plan = plan_for(spec, options, sources)
-    if options.target == "nvidia" and not any(v.engines for v in sources.variants):
-        plan.notes.append(
-            "no TensorRT engines recorded: the tensor model runs ONNX with onnxruntime on GPU; "
-            "run `triton-bundle build SPEC` and regenerate to serve tensorrt_plan engines"
-        )
+    if options.target == "trtllm":
+        from triton_bundle.repository.trtllm_configs import trtllm_plan
+
+        plan = trtllm_plan(spec, checkpoint_dir(spec, manifest))
+    else:
+        sources = resolve_sources(spec, manifest, options)
+        plan = plan_for(spec, options, sources)
+        if options.target == "nvidia" and not any(v.engines for v in sources.variants):
+            plan.notes.append(
+                "no TensorRT engines recorded: the tensor model runs ONNX with onnxruntime on GPU; "
+                "run `triton-bundle build SPEC` and regenerate to serve tensorrt_plan engines"
+            )
 
     extra: dict[str, str] = {}
     if options.target != "local":
-        kind = "vision" if spec.task == "image-classification" else "text"
+        kind = {"image-classification": "vision", "text-generation": "generation"}.get(spec.task, "text")
         extra[PYTHON_REQUIREMENTS_FILE] = (
             "# pip install these into the Triton image: the Python-backend models of this repository need them\n"
             + "\n".join(_CONTAINER_PYTHON_PACKAGES[kind])

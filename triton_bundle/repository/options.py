@@ -8,13 +8,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triton_bundle.spec import ModelSpec
 
-Target = Literal["local", "nvidia", "cpu-container"]
+Target = Literal["local", "nvidia", "cpu-container", "trtllm"]
 Variant = Literal["fp32", "fp16", "int8", "int8-dynamic"]
 Padding = Literal["longest", "bucket", "fixed"]
 
 # Where each target's tokenizer pads to: the local runner re-pads ragged batches itself; the ORT and
 # TensorRT backends batch only equal shapes, so similar lengths are padded to the same bucket.
-DEFAULT_PADDING: dict[str, Padding] = {"local": "longest", "nvidia": "bucket", "cpu-container": "bucket"}
+DEFAULT_PADDING: dict[str, Padding] = {
+    "local": "longest",
+    "nvidia": "bucket",
+    "cpu-container": "bucket",
+    "trtllm": "longest",  # unused: the TensorRT-LLM engine takes ragged prompts
+}
 
 
 class RepositoryOptions(BaseModel):

@@ -429,6 +429,10 @@ def tensor_plan(spec: ModelSpec, options: RepositoryOptions, sources: ModelSourc
 
 
 def plan_for(spec: ModelSpec, options: RepositoryOptions, sources: ModelSources) -> RepositoryPlan:
+    if spec.task == "text-generation":
+        from triton_bundle.repository.generation import generation_plan
+
+        return generation_plan(spec, options, sources)
     if spec.task in TEXT_TASKS:
         return text_plan(spec, options, sources)
     if spec.task == "image-classification":

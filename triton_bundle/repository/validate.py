@@ -35,6 +35,13 @@ from triton_bundle.repository.tensors import (
     type_name,
 )
 from triton_bundle.repository.triton_images import images_for_tensorrt, release, tensorrt_for_image
+from triton_bundle.repository.trtllm import TRTLLM_BACKEND
+from triton_bundle.repository.trtllm_validate import (
+    Finding,
+    check_generation_ensemble,
+    check_llmapi,
+    check_tensorrtllm,
+)
 
 Severity = Literal["error", "warning"]
 
@@ -63,6 +70,10 @@ class _Model:
             return "tensorrt"
         if self.config.platform == ONNXRUNTIME_PLATFORM or self.config.backend == "onnxruntime":
             return "onnxruntime"
+        if self.config.backend == TRTLLM_BACKEND:
+            return "tensorrtllm"
+        if self.config.backend == PYTHON_BACKEND and (self.directory / "1" / "model.yaml").is_file():
+            return "trtllm_llmapi"  # TensorRT-LLM's LLM-API model: NVIDIA's model.py, our model.yaml
         if self.config.backend == PYTHON_BACKEND:
             if "aggregation_strategy" in self.params:
                 return "token_postprocess"
@@ -151,8 +162,13 @@ class _Checker:
         elif kind == "tensorrt":
             for version in model.versions():
                 self._check_engines(model, version)
+        elif kind == "tensorrtllm":
+            self._add_findings(model, check_tensorrtllm(model.directory, model.config))
+        elif kind == "trtllm_llmapi":
+            self._add_findings(model, check_llmapi(model.directory))
         elif kind == "ensemble":
             self._check_ensemble(model)
+            self._check_generation_contract(model)
         elif kind in ("tokenizer", "classification_postprocess", "token_postprocess", "python"):
             for version in model.versions():
                 self._check_python_file(model, version)
@@ -165,6 +181,19 @@ class _Checker:
         for output in model.config.output:
             if output.label_filename:
                 self._check_labels(model, output.label_filename, int(output.dims[-1]) if output.dims else -1)
+
+    def _add_findings(self, model: _Model, findings: list[Finding]) -> None:
+        for file, message, fix, severity in findings:
+            self.add(
+                model.name, model.file(file), message, fix, "warning" if severity == "warning" else "error"
+            )
+
+    def _check_generation_contract(self, ensemble: _Model) -> None:
+        """An ensemble in front of a TensorRT-LLM model must honour the generation contract."""
+        for step in ensemble.config.ensemble_scheduling.step:
+            member = self.models.get(step.model_name)
+            if member is not None and member.kind in ("tensorrtllm", "trtllm_llmapi"):
+                self._add_findings(ensemble, check_generation_ensemble(ensemble.config, step))
 
     def _check_versions(self, model: _Model) -> None:
         versions = model.versions()

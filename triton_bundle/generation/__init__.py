@@ -1,0 +1,1 @@
+"""Text generation: the decoder's tokenizer and corpus helpers, in-process onnxruntime decoding, LM metrics."""
