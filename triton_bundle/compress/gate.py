@@ -14,16 +14,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from triton_bundle.precision.evaluate import EvalSet, VariantMetrics, compare_outputs
+from triton_bundle.labels import GoldLabels, map_gold
+from triton_bundle.precision.evaluate import EvalSet, VariantMetrics, compare_outputs, scores_gold_labels
 from triton_bundle.precision.gate import GateResult, judge
 from triton_bundle.precision.text_inputs import Feeds
 from triton_bundle.spec import AccuracyBudget
 
 
 @torch.no_grad()
-def wrapped_outputs(wrapped: nn.Module, batches: Sequence[Feeds]) -> list[np.ndarray]:
+def wrapped_outputs(wrapped: nn.Module, batches: Sequence[Feeds]) -> list[list[np.ndarray]]:
+    """Per batch, the graph's outputs (one here), as the precision evaluator takes them."""
     wrapped.eval()
-    return [wrapped(*[torch.from_numpy(v) for v in feeds.values()]).float().numpy() for feeds in batches]
+    return [[wrapped(*[torch.from_numpy(v) for v in feeds.values()]).float().numpy()] for feeds in batches]
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,7 @@ class HeldOut:
     """The held-out set and the teacher's outputs on it (the gate's reference)."""
 
     eval_set: EvalSet
-    reference: list[np.ndarray]
-    gold_names: list[str | None]
+    reference: list[list[np.ndarray]]
 
     def judge(self, wrapped: nn.Module, budget: AccuracyBudget) -> tuple[VariantMetrics, GateResult]:
         metrics = compare_outputs(
@@ -41,11 +42,8 @@ class HeldOut:
         return metrics, judge(metrics, budget, self.eval_set.agreement)
 
 
-def gold_as_names(gold: Sequence[str | None], names: list[str] | None) -> list[str | None]:
-    """Gold labels as class names; an integer label indexes the class list (data without names)."""
-    if not names:
-        return list(gold)
-    return [
-        names[int(g)] if g is not None and g not in names and g.isdigit() and int(g) < len(names) else g
-        for g in gold
-    ]
+def gold_for(task: str, gold: Sequence[str | None], names: list[str] | None, where: str) -> GoldLabels | None:
+    """Gold labels as the model's names (ids through id2label), as the precision gate reads them."""
+    if not names or not scores_gold_labels(task):
+        return None
+    return map_gold(gold, names, where=where)

@@ -23,7 +23,7 @@ from triton_bundle.compress import measure
 from triton_bundle.compress.batches import in_order, input_names
 from triton_bundle.compress.corpus import Corpus, build_corpus, gold_ids, training_texts
 from triton_bundle.compress.distill import distill, steps_for
-from triton_bundle.compress.gate import HeldOut, gold_as_names, wrapped_outputs
+from triton_bundle.compress.gate import HeldOut, gold_for, wrapped_outputs
 from triton_bundle.compress.objectives import Objective, objective_for
 from triton_bundle.compress.prune import StudentShape, build_student, save_student, verify_reload
 from triton_bundle.compress.report import CompressReport, ModelRow, plot
@@ -100,12 +100,13 @@ def _load(spec: ModelSpec, manifest: Manifest, scratch: Path, search: bool) -> t
 
 
 def _heldout(spec, task, teacher, tokenizer, names, labels) -> HeldOut:
-    data = load_texts(spec.resolve(spec.data.eval), spec.data.text_field, spec.data.label_field)
+    path = spec.resolve(spec.data.eval)
+    data = load_texts(path, spec.data.text_field, spec.data.label_field)
     batches = encode_batches(tokenizer, data.texts, names, 32, spec.shapes.sequence.max)
-    gold = gold_as_names(list(data.labels), labels)
-    eval_set = EvalSet(batches, gold, labels, task.agreement)
+    gold = gold_for(spec.task, list(data.labels), labels, str(path))
+    eval_set = EvalSet(batches, gold, labels, task.agreement, output_names=list(task.output_names))
     reference = wrapped_outputs(task.wrap(teacher, spec.export), batches)
-    return HeldOut(eval_set=eval_set, reference=reference, gold_names=gold)
+    return HeldOut(eval_set=eval_set, reference=reference)
 
 
 def _importance(run: _Run) -> imp.Importance:
