@@ -11,6 +11,8 @@ from tokenizers import Tokenizer
 
 from triton_bundle.data import load_texts
 from triton_bundle.errors import BundleError
+from triton_bundle.labels import GoldLabels, map_gold
+from triton_bundle.labels import accuracy as gold_accuracy
 from triton_bundle.spec import ModelSpec
 
 Feeds = dict[str, np.ndarray]
@@ -24,13 +26,14 @@ class HeldoutError(BundleError, ValueError):
 @dataclass(frozen=True)
 class Heldout:
     texts: list[str]
-    labels: list[str | None]
+    gold: GoldLabels  # the data's labels as the model's label names (ids map through id2label)
     tokenizer: Tokenizer
     max_length: int
 
     @classmethod
-    def load(cls, spec: ModelSpec, checkpoint: Path) -> Heldout:
+    def load(cls, spec: ModelSpec, checkpoint: Path, label_names: Sequence[str]) -> Heldout:
         data = load_texts(spec.resolve(spec.data.eval), spec.data.text_field, spec.data.label_field)
+        gold = map_gold(data.labels, label_names, where=str(data.source))
         path = Path(checkpoint) / "tokenizer.json"
         if not path.is_file():
             raise HeldoutError(
@@ -40,7 +43,7 @@ class Heldout:
         max_length = spec.shapes.sequence.max
         tokenizer.enable_truncation(max_length=max_length)
         tokenizer.no_padding()
-        return cls(list(data.texts), list(data.labels), tokenizer, max_length)
+        return cls(list(data.texts), gold, tokenizer, max_length)
 
     def lengths(self, texts: Sequence[str] | None = None) -> list[int]:
         """Token counts (with special tokens, truncated): the real mix of sequence lengths."""
@@ -76,5 +79,5 @@ class Heldout:
         return out
 
     def accuracy(self, predicted: Sequence[str]) -> float | None:
-        gold = [(p, g) for p, g in zip(predicted, self.labels, strict=True) if g is not None]
-        return sum(p == g for p, g in gold) / len(gold) if gold else None
+        """Share of labelled texts predicted as their gold label (None when none is labelled)."""
+        return gold_accuracy(predicted, self.gold)

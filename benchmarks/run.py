@@ -126,8 +126,8 @@ def run_benchmark(
     inputs = prepare_inputs(spec, workdir, out, settings.variants, _say)
     result.inputs = inputs.provenance
     result.notes += inputs.notes
-    heldout = Heldout.load(spec, inputs.checkpoint)
     labels = labels_for(spec, Manifest.load(inputs.workdir, spec.name), inputs.checkpoint) or []
+    heldout = Heldout.load(spec, inputs.checkpoint, labels)
     lengths = heldout.lengths()
     result.notes.append(
         f"held-out token lengths: mean {sum(lengths) / len(lengths):.1f}, median {sorted(lengths)[len(lengths) // 2]}, "

@@ -7,6 +7,7 @@ Every run is a few seconds and a few hundred requests.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import typer
+from rich.console import Console
 from typer.testing import CliRunner
 
 from triton_bundle.atomic import ArtifactExistsError
@@ -150,6 +152,18 @@ def test_grpc_run_stops_at_the_request_cap(triton, spec, tmp_path: Path):
     assert result.client.requests == 150 and "request cap" in result.client.stop_reason
     assert result.client.failures == 0
     assert result.server.models[0].requests >= 150
+    # The summary a person reads keeps the model names, metrics and report paths whole at 80 columns.
+    from triton_bundle.loadtest.cli import print_result
+
+    out = Console(width=80, record=True, file=io.StringIO(), color_system=None)
+    print_result(result, out=out)
+    text = out.export_text()
+    assert "…" not in text, text
+    assert result.server.bottleneck_model and result.server.bottleneck_model in text
+    for check in result.gate.checks:
+        assert check.description in text
+    for key in ("summary_md", "report_json"):
+        assert str(result.artifacts[key]) in text
 
 
 def test_two_workers_share_an_arrival_rate(triton, spec, tmp_path: Path):

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
+from triton_bundle.labels import map_gold
 from triton_bundle.precision.evaluate import EvalSet, VariantMetrics, compare_outputs
 from triton_bundle.precision.fp16 import convert_fp16, output_tail
 from triton_bundle.precision.gate import judge
@@ -55,7 +56,8 @@ def test_gate_for_embeddings_and_tensors() -> None:
 
 def _label_set(n: int, classes: int, gold: list[str] | None = None) -> EvalSet:
     names = [f"c{i}" for i in range(classes)]
-    return EvalSet([{"input_ids": np.zeros((n, 3), np.int64)}], gold or [None] * n, names, "labels")
+    mapped = map_gold(gold or [None] * n, names)
+    return EvalSet([{"input_ids": np.zeros((n, 3), np.int64)}], mapped, names, "labels")
 
 
 @settings(max_examples=25, deadline=None)
@@ -68,9 +70,9 @@ def test_label_agreement_counts_flipped_predictions(n: int, classes: int, data) 
     for row in flipped:  # move the argmax elsewhere
         best = int(candidate[row].argmax())
         candidate[row, (best + 1) % classes] = candidate[row].max() + 1.0
-    metrics = compare_outputs([logits], [candidate], _label_set(n, classes))
+    metrics = compare_outputs([[logits]], [[candidate]], _label_set(n, classes))
     assert metrics.label_agreement == pytest.approx(1 - len(flipped) / n)
-    same = compare_outputs([logits], [logits], _label_set(n, classes))
+    same = compare_outputs([[logits]], [[logits]], _label_set(n, classes))
     assert same.label_agreement == 1.0 and same.max_abs == 0.0 and same.psnr_db == float("inf")
 
 
@@ -79,7 +81,7 @@ def test_accuracy_and_f1_against_gold_labels() -> None:
     candidate = reference.copy()
     candidate[3] = [2.0, 0.0]  # the last prediction changes from c1 to c0
     data = _label_set(4, 2, gold=["c0", "c1", "c0", "c1"])
-    metrics = compare_outputs([reference], [candidate], data)
+    metrics = compare_outputs([[reference]], [[candidate]], data)
     assert metrics.accuracy_fp32 == 1.0 and metrics.macro_f1_fp32 == 1.0
     assert metrics.accuracy == 0.75
     assert 0.7 < metrics.macro_f1 < 0.75  # c0: P 2/3 R 1 -> 0.8; c1: P 1 R 1/2 -> 0.667
@@ -88,12 +90,12 @@ def test_accuracy_and_f1_against_gold_labels() -> None:
 def test_cosine_metrics_and_non_finite_outputs() -> None:
     rng = np.random.default_rng(0)
     reference = rng.normal(size=(6, 16)).astype(np.float32)
-    data = EvalSet([{"input_ids": np.zeros((6, 3), np.int64)}], [None] * 6, None, "cosine")
-    scaled = compare_outputs([reference], [reference * 3.0], data)  # same direction
+    data = EvalSet([{"input_ids": np.zeros((6, 3), np.int64)}], None, None, "cosine")
+    scaled = compare_outputs([[reference]], [[reference * 3.0]], data)  # same direction
     assert scaled.mean_cosine == pytest.approx(1.0) and scaled.min_cosine == pytest.approx(1.0)
     broken = reference.copy()
     broken[0, 0] = np.inf  # an FP16 overflow must fail the gate, not slip through as NaN
-    metrics = compare_outputs([reference], [broken], data)
+    metrics = compare_outputs([[reference]], [[broken]], data)
     assert metrics.mean_cosine == -1.0 and metrics.max_abs == float("inf")
     assert not judge(metrics, AccuracyBudget(), "cosine").passed
 
@@ -333,3 +335,30 @@ def test_histogram_calibration_takes_batches_of_different_lengths(tmp_path: Path
     graph = onnx.load(str(dst)).graph
     readers = {n.name for n in graph.node if any(i.endswith("_DequantizeLinear_Output") for i in n.input)}
     assert readers == {"/enc/layer.0/dense/MatMul", "/enc/layer.0/output/MatMul"}
+
+
+# --- what build advises --------------------------------------------------------------------------
+
+
+def test_build_advises_precision_only_for_models_the_stage_can_gate(tmp_path: Path) -> None:
+    from fixtures.export_builders import make_spec
+
+    from triton_bundle.engine.stage import available_variants
+    from triton_bundle.manifest import Manifest, StageRecord
+    from triton_bundle.precision import SUPPORTED_MODALITIES
+    from triton_bundle.precision.modalities import MODALITIES
+
+    assert tuple(MODALITIES) == SUPPORTED_MODALITIES  # the engine stage's light copy stays true
+    spec = make_spec(
+        tmp_path, name="m", task="image-classification", source={"path": "."}, data={"eval": "e"}
+    )
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"not read here")
+    for modality, advised in (("vision", True), ("audio", False)):
+        export = StageRecord(stage="export", artifacts={"onnx": onnx_file}, details={"modality": modality})
+        workdir = tmp_path / modality
+        Manifest(model=spec.name, stages={"export": export}).save(workdir)
+        ready, skipped = available_variants(spec, workdir)
+        assert ready == ["fp32"] and set(skipped) == {"fp16", "int8"}
+        for why in skipped.values():
+            assert ("triton-bundle precision" in why) is advised, why

@@ -10,6 +10,7 @@ def register_all(app: typer.Typer) -> None:
     # commands, so `triton-bundle --help` stays fast.
     from triton_bundle.client import cli as client_cli
     from triton_bundle.client import generate_cli
+    from triton_bundle.compress import cli as compress_cli
     from triton_bundle.doctor import cli as doctor_cli
     from triton_bundle.engine import cli as engine_cli
     from triton_bundle.export import cli as export_cli
@@ -26,6 +27,7 @@ def register_all(app: typer.Typer) -> None:
     app.command("init")(init_cli.init_command)
     app.command("demo")(pipeline_cli.demo_command)
     app.command("finetune")(export_cli.finetune_command)
+    app.command("compress")(compress_cli.compress_command)
     app.command("export")(export_cli.export_command)
     app.command("precision")(precision_cli.precision_command)
     app.command("build")(engine_cli.build_command)

@@ -24,8 +24,10 @@ class TextDataset:
         return len(self.texts)
 
     def label_names(self) -> list[str]:
-        """Sorted distinct labels (the class order when the spec names none)."""
-        return sorted({label for label in self.labels if label is not None})
+        """Distinct labels in class order (when the spec names none): ids numerically, names sorted."""
+        from triton_bundle.labels import sort_label_names
+
+        return sort_label_names([label for label in self.labels if label is not None])
 
 
 def read_rows(path: Path) -> list[dict[str, object]]:

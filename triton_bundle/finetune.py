@@ -17,6 +17,8 @@ from triton_bundle.atomic import atomic_path, check_overwrite
 from triton_bundle.data import TextDataset, load_texts
 from triton_bundle.errors import BundleError
 from triton_bundle.hf import quiet_offline
+from triton_bundle.labels import GoldLabels, LabelMismatchError, map_gold
+from triton_bundle.labels import accuracy as gold_accuracy
 from triton_bundle.manifest import Manifest, StageRecord
 from triton_bundle.progress import progress_bar
 from triton_bundle.spec import ModelSpec
@@ -31,7 +33,7 @@ class FinetuneResult:
     checkpoint: Path
     labels: list[str]
     train_examples: int
-    eval_accuracy: float
+    eval_accuracy: float | None  # None: the held-out data has no labels
     seconds: float
 
 
@@ -55,30 +57,36 @@ def resolve_base_model(name: str, base_dir: Path) -> Path:
     return Path(module.get_model_path())
 
 
-def _label_order(spec: ModelSpec, train: TextDataset) -> list[str]:
+def _label_order(spec: ModelSpec, train: TextDataset) -> tuple[list[str], GoldLabels]:
+    """The class names, and the training labels mapped onto them (names, or ids into spec.labels)."""
     labels = spec.labels or train.label_names()
-    unknown = sorted({label for label in train.labels if label not in labels})
-    if unknown:
-        raise FinetuneError(f"training labels {unknown} are not in the spec's labels {labels}")
     if len(labels) < 2:
         raise FinetuneError(f"need at least 2 classes to fine-tune a classifier, found {labels}")
-    return labels
+    try:
+        gold = map_gold(train.labels, labels, where=str(train.source))
+    except LabelMismatchError as exc:
+        raise FinetuneError(str(exc)) from None
+    if gold.unknown or not gold.complete:
+        missing = gold.unknown or ["(no label)"]
+        raise FinetuneError(f"training labels {missing} are not in the spec's labels {labels}")
+    return labels, gold
 
 
-def _accuracy(model, tokenizer, data: TextDataset, labels: list[str], max_length: int) -> float:
+def _accuracy(model, tokenizer, data: TextDataset, labels: list[str], max_length: int) -> float | None:
+    """Held-out accuracy against the gold labels (ids or names); None when the data has none."""
     import torch
 
     model.eval()
-    correct = 0
+    predicted: list[str] = []
     with torch.no_grad():
         for start in range(0, len(data), 64):
             texts = data.texts[start : start + 64]
             enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            predicted = model(**enc).logits.argmax(-1).tolist()
-            correct += sum(
-                labels[p] == gold for p, gold in zip(predicted, data.labels[start : start + 64], strict=True)
-            )
-    return correct / len(data)
+            predicted += [labels[p] for p in model(**enc).logits.argmax(-1).tolist()]
+    try:
+        return gold_accuracy(predicted, map_gold(data.labels, labels, where=str(data.source)))
+    except LabelMismatchError as exc:
+        raise FinetuneError(str(exc)) from None
 
 
 def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneResult:
@@ -100,7 +108,7 @@ def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneRes
     check_overwrite(target, force)
     train = load_texts(spec.resolve(spec.data.train), spec.data.text_field, spec.data.label_field)
     heldout = load_texts(spec.resolve(spec.data.eval), spec.data.text_field, spec.data.label_field)
-    labels = _label_order(spec, train)
+    labels, train_gold = _label_order(spec, train)
     base = resolve_base_model(cfg.base_model, spec.base_dir)
     # The base checkpoint is as untrusted as any source: pickled weights only when the spec allows them.
     from triton_bundle.export.loaders import check_model_files
@@ -119,7 +127,7 @@ def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneRes
     )
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
-    label_ids = torch.tensor([labels.index(label) for label in train.labels])
+    label_ids = torch.tensor([labels.index(label) for label in train_gold.names])
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     steps_per_epoch = (len(train) + cfg.batch_size - 1) // cfg.batch_size
     started = time.perf_counter()
@@ -154,7 +162,11 @@ def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneRes
         StageRecord(
             stage="finetune",
             artifacts={"checkpoint": target.resolve()},
-            metrics={"eval_accuracy": accuracy, "train_seconds": seconds, "train_examples": len(train)},
+            metrics={
+                **({"eval_accuracy": accuracy} if accuracy is not None else {}),
+                "train_seconds": seconds,
+                "train_examples": len(train),
+            },
             details={"base_model": str(base), "labels": labels},
         )
     )

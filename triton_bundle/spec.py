@@ -167,8 +167,20 @@ class CalibrationSpec(_Strict):
     )
 
 
+class OutputBudget(_Strict):
+    """Tensor models: limits for one named output (overrides the budget's min_psnr_db / max_abs_error)."""
+
+    min_psnr_db: float | None = None
+    max_abs_error: Annotated[float, Field(ge=0)] | None = None
+
+
 class AccuracyBudget(_Strict):
-    """How far a precision variant may fall from FP32 on the eval data."""
+    """How far a precision variant may fall from FP32 on the eval data.
+
+    Classifiers (text, image): min_label_agreement, max_accuracy_drop (when the eval data has gold
+    labels), max_f1_drop. Embeddings: min_cosine. Tensor models: min_psnr_db and max_abs_error for
+    every output, per output in `outputs`.
+    """
 
     min_label_agreement: Annotated[float, Field(ge=0, le=1)] = 0.98
     max_accuracy_drop: Annotated[float, Field(ge=0, le=1)] = 0.01
@@ -186,6 +198,9 @@ class AccuracyBudget(_Strict):
     max_perplexity_increase: Annotated[float, Field(ge=0)] = Field(
         0.05, description="text-generation: allowed relative perplexity increase vs FP32 (0.05 = +5%)"
     )
+    outputs: dict[str, OutputBudget] = Field(
+        default_factory=dict, description="tensor models: per-output min_psnr_db / max_abs_error"
+    )
 
 
 class SensitivitySpec(_Strict):
@@ -202,7 +217,8 @@ class PrecisionSpec(_Strict):
     calibration: CalibrationSpec = CalibrationSpec()
     budget: AccuracyBudget = AccuracyBudget()
     int8_op_types: list[str] = Field(
-        ["MatMul", "Gemm"], description="ops that get Q/DQ on their inputs (TensorRT's INT8 GEMMs)"
+        ["MatMul", "Gemm", "Conv", "ConvTranspose"],
+        description="ops that get Q/DQ on their inputs (TensorRT's INT8 GEMMs and convolutions)",
     )
     quantize_all: bool = Field(
         False, description="Q/DQ on every op onnxruntime can quantize (a known-bad setting the gate catches)"
@@ -212,6 +228,70 @@ class PrecisionSpec(_Strict):
         description="numerically sensitive op types kept in FP32 inside the FP16 graph",
     )
     sensitivity: SensitivitySpec = SensitivitySpec()
+
+
+class CompressTarget(_Strict):
+    """How small the student is: kept layers and FFN share, or a speed-up the layer count is derived from."""
+
+    layers: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="transformer layers the student keeps (the most important ones, in order)"
+    )
+    ffn_keep: Annotated[float, Field(gt=0, le=1)] = Field(
+        1.0, description="share of each layer's FFN neurons kept (the most important ones)"
+    )
+    heads_per_layer: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="attention heads kept per layer; transformers 5.x cannot load such a checkpoint for "
+        "BERT-style families (head size is derived from hidden_size / num_attention_heads), so a value "
+        "below the teacher's head count is refused with that reason",
+    )
+    speedup: Annotated[float, Field(gt=1)] | None = Field(
+        None, description="when layers is omitted: keep the most layers whose FLOPs give this speed-up"
+    )
+
+
+class DistillSpec(_Strict):
+    """Knowledge distillation: the student learns the teacher's soft targets (and gold labels)."""
+
+    epochs: Annotated[int, Field(ge=1)] = 8
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-4
+    temperature: Annotated[float, Field(gt=0)] = 2.0
+    alpha: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.8, description="weight of the soft-target loss; 1 - alpha goes to gold labels where present"
+    )
+    hidden_weight: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="weight of matching each kept layer's hidden states to the teacher's (0: off)"
+    )
+    augment: Annotated[int, Field(ge=0)] = Field(
+        2, description="augmented copies per training text, labelled by the teacher (word drop / swap)"
+    )
+    extra: list[Path] = Field(
+        default_factory=list, description="unlabelled text files the teacher labels for distillation"
+    )
+    max_length: Annotated[int, Field(ge=8)] = 128
+    seed: int = 0
+
+
+class CompressSpec(_Strict):
+    """Structured pruning + distillation between fine-tune and export (`triton-bundle compress`)."""
+
+    target: CompressTarget = CompressTarget(layers=3)
+    search_layers: list[Annotated[int, Field(ge=1)]] = Field(
+        [2, 3, 4], description="--search: students tried from small to large; the smallest that passes wins"
+    )
+    importance_samples: Annotated[int, Field(ge=8)] = Field(
+        256, description="training texts the importance of layers, heads and FFN neurons is measured on"
+    )
+    distill: DistillSpec = DistillSpec()
+    latency_rounds: Annotated[int, Field(ge=1)] = Field(
+        5, description="timed passes over the held-out length mix per model (best one reported)"
+    )
+    threads: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="CPU threads for torch and onnxruntime while compressing (default: theirs); 1 is far "
+        "faster on a CPU other processes share, where threads wait on each other",
+    )
 
 
 class EngineSpec(_Strict):
@@ -374,6 +454,7 @@ class ModelSpec(_Strict):
     shapes: ShapesSpec = ShapesSpec()
     export: ExportSpec = ExportSpec()
     precision: PrecisionSpec = PrecisionSpec()
+    compress: CompressSpec | None = None
     engine: EngineSpec = EngineSpec()
     repository: RepositorySpec = RepositorySpec()
     serving: ServingSpec = ServingSpec()

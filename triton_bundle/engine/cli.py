@@ -10,9 +10,18 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
-from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, console, open_spec
+from triton_bundle.cli_common import (
+    ForceOpt,
+    SpecArg,
+    WorkdirOpt,
+    console,
+    open_spec,
+    print_path,
+    titled_table,
+)
 from triton_bundle.engine.errors import EngineError, GraphRejectedError
 
 
@@ -55,41 +64,81 @@ KeepPlanOpt = Annotated[
 ]
 
 
+def _builder(r) -> str:
+    if r.engine is not None:
+        return f"TensorRT {r.engine.tensorrt_version} on {r.engine.gpu_name}"
+    return f"TensorRT-RTX {r.aot.tensorrt_rtx_version}, ahead of time"
+
+
 def _summary_table(results: list) -> Table:
-    table = Table(title="TensorRT engines")
-    for column in (
-        "variant",
-        "builder",
-        "profile (batch x sequence)",
-        "matmul/conv layers",
-        "build",
-        "size",
-        "ok",
-    ):
-        table.add_column(column)
+    """One row per variant; the builder goes in the title when shared, so the columns fit 80."""
+    builders = {_builder(r) for r in results}
+    shared = next(iter(builders)) if len(builders) == 1 else None
+    table = titled_table(f"TensorRT engines ({shared})" if shared else "TensorRT engines")
+    table.add_column("variant", no_wrap=True)
+    if not shared:
+        table.add_column("builder", overflow="fold")
+    table.add_column("matmul/conv layers", overflow="fold")
+    for column in ("build", "size", "ok"):
+        table.add_column(column, no_wrap=True)
     for r in results:
-        ranges = r.profile_plan.ranges
-        profile = " / ".join(
-            f"{getattr(ranges['batch'], k)}x{getattr(ranges['sequence'], k)}" for k in ("min", "opt", "max")
-        )
         if r.engine is not None:
-            builder = f"TensorRT {r.engine.tensorrt_version} on {r.engine.gpu_name}"
             compute = r.engine.compute_layer_precisions
             seconds, size = r.engine.build_seconds, (r.directory / r.engine.engine_file).stat().st_size
         else:
-            builder = f"TensorRT-RTX {r.aot.tensorrt_rtx_version} (ahead of time)"
             compute = r.aot.layer_precisions.compute_layers if r.aot.layer_precisions else {}
             seconds, size = r.aot.build_seconds, r.aot.plan_bytes
         table.add_row(
             r.variant,
-            builder,
-            profile,
+            *([] if shared else [_builder(r)]),
             ", ".join(f"{k} {v}" for k, v in sorted(compute.items())) or "-",
             f"{seconds:.1f}s" if seconds is not None else "-",
             f"{size / 1e6:.1f} MB" if size else "-",
             "[green]yes" if r.passed else "[red]NO",
         )
     return table
+
+
+def _dims(shape: list[int]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _profile_tables(results: list) -> list[Table]:
+    """Each input's real min / opt / max (no sequence dim is invented for vision or tensor models);
+    inputs with the same shapes share a row, variants with the same profile share a table."""
+    by_profile: dict[str, list[str]] = {}
+    profiles = {}
+    for r in results:
+        key = r.profile_plan.profile.model_dump_json()
+        by_profile.setdefault(key, []).append(r.variant)
+        profiles[key] = r.profile_plan
+    tables = []
+    for key, variants in by_profile.items():
+        plan = profiles[key]
+        which = "" if len(by_profile) == 1 else f" of {', '.join(variants)}"
+        table = titled_table(f"optimisation profile{which} (from {plan.source})")
+        table.add_column("input", overflow="fold")
+        for column in ("min", "opt", "max"):
+            table.add_column(column, no_wrap=True)
+        rows: dict[tuple[str, str, str], list[str]] = {}
+        for name, (low, opt, high) in plan.profile.shapes.items():
+            rows.setdefault((_dims(low), _dims(opt), _dims(high)), []).append(name)
+        for dims, names in rows.items():
+            table.add_row(", ".join(names), *dims)
+        tables.append(table)
+    return tables
+
+
+def print_build(results: list, out: Console | None = None) -> None:
+    """Profile notes, the engines table, each input's profile, and where each variant went."""
+    out = out or console
+    for note in dict.fromkeys(n for r in results for n in r.profile_plan.notes):
+        out.print(f"[yellow]note[/]: {note}")
+    out.print(_summary_table(results))
+    for table in _profile_tables(results):
+        out.print(table)
+    for r in results:
+        print_path(f"[green]{r.variant}[/]", r.directory, out)
 
 
 def build_command(
@@ -130,11 +179,7 @@ def build_command(
                 spec_path=str(spec_path),
             )
         results.append(result)
-    for note in dict.fromkeys(n for r in results for n in r.profile_plan.notes):
-        console.print(f"[yellow]note[/]: {note}")
-    console.print(_summary_table(results))
-    for r in results:
-        console.print(f"[green]{r.variant}[/] {r.directory}")
+    print_build(results)
     failed = [r for r in results if not r.passed]
     if failed:
         raise GraphRejectedError(

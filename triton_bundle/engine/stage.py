@@ -68,11 +68,26 @@ def relocate(recorded: Path, workdir: Path) -> Path | None:
     return None
 
 
+def _check_precision_applies(spec: ModelSpec, manifest: Manifest, variant: str) -> None:
+    """Never advise `triton-bundle precision` for a model the precision stage would refuse."""
+    from triton_bundle.precision import SUPPORTED_MODALITIES
+
+    export = manifest.stages.get("export")
+    modality = export.details.get("modality", "text") if export is not None else "text"
+    if modality not in SUPPORTED_MODALITIES:
+        raise SourceOnnxError(
+            f"no {variant} variant for '{spec.name}': the precision stage makes none for {modality} "
+            f"models ({spec.task}); build fp32"
+        )
+
+
 def source_onnx(spec: ModelSpec, manifest: Manifest, workdir: Path, variant: str) -> Path:
     """The ONNX a variant is built from, as the earlier stage recorded it."""
     if variant not in SOURCES:
         raise SourceOnnxError(f"no TensorRT variant '{variant}' (expected one of {', '.join(VARIANTS)})")
     stage, key, command = SOURCES[variant]
+    if stage == "precision":
+        _check_precision_applies(spec, manifest, variant)
     record = manifest.require(stage, command.replace("SPEC", "<spec>"))
     if key not in record.artifacts:
         raise SourceOnnxError(

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from triton_bundle.atomic import atomic_path, check_overwrite
+from triton_bundle.checkpoints import served_checkpoint
 from triton_bundle.export.cleanup import TOOL as CLEANUP_TOOL
 from triton_bundle.export.cleanup import clean_graph
 from triton_bundle.export.errors import ExportError, FrozenDimensionError, ParityError
@@ -46,10 +47,9 @@ class ExportResult:
 
 
 def checkpoint_path(spec: ModelSpec, manifest: Manifest) -> Path:
-    """The spec's source.path, else the checkpoint the finetune stage recorded."""
-    if spec.source.path is not None:
-        return spec.resolve(spec.source.path)
-    return manifest.require("finetune", "triton-bundle finetune SPEC").artifact("checkpoint")
+    """The compress stage's student when it passed for this teacher, else the spec's source.path,
+    else the checkpoint the finetune stage recorded."""
+    return served_checkpoint(spec, manifest)
 
 
 def _source(spec: ModelSpec, task: ExportTask, manifest: Manifest) -> Path:

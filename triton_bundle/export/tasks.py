@@ -127,6 +127,8 @@ class ExportTask:
     input_axes: dict[int, str] = field(default_factory=lambda: dict(TEXT_AXES))
     # A task whose export differs end to end (a decoder's KV cache) names its own stage: "module:function".
     export_stage: str | None = None
+    # One label per example: the eval data's gold labels score it (accuracy, macro-F1).
+    gold_labels: bool = False
 
 
 def _decoder_with_past(model: nn.Module, export: ExportSpec) -> nn.Module:
@@ -143,6 +145,7 @@ TASKS: dict[str, ExportTask] = {
         output_names=("logits",),
         output_axes={"logits": {0: "batch"}},
         agreement="labels",
+        gold_labels=True,
     ),
     "token-classification": ExportTask(
         name="token-classification",
@@ -169,6 +172,7 @@ TASKS: dict[str, ExportTask] = {
         output_axes={"logits": {0: "batch"}},
         agreement="labels",
         input_axes=dict(IMAGE_AXES),
+        gold_labels=True,
     ),
     "text-generation": ExportTask(
         name="text-generation",

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, open_spec
+from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, open_spec, print_path
 from triton_bundle.loadtest.settings import Endpoint, Protocol, ShapeKind
 from triton_bundle.loadtest.stage import Overrides, local_server, target_model
 from triton_bundle.spec import ModelSpec, SLOSpec
@@ -163,7 +163,9 @@ def loadtest_command(
     raise typer.Exit(0 if result.passed else 1)
 
 
-def print_result(result) -> None:
+def print_result(result, out: Console | None = None) -> None:
+    """Client numbers, the SLO gate, Triton's own statistics (key / value, so they fit 80 columns)."""
+    out = out or console
     c, s, settings = result.client, result.server, result.settings
     table = Table(title=f"{settings.model} over {settings.endpoint.protocol} ({c.stop_reason})")
     for column in ("requests", "failures", "req/s", "items/s", "p50", "p95", "p99"):
@@ -178,9 +180,9 @@ def print_result(result) -> None:
         ms(c.latency.p95_ms),
         ms(c.latency.p99_ms),
     )
-    console.print(table)
+    out.print(table)
     if c.generation is not None:
-        _print_generation(c.generation)
+        _print_generation(c.generation, out)
 
     gate = Table(title="SLO gate")
     for column in ("SLO", "threshold", "measured", "margin", "result"):
@@ -193,31 +195,39 @@ def print_result(result) -> None:
             "n/a" if check.margin is None else f"{check.margin:+.4g} {check.unit}",
             "[green]pass[/]" if check.passed else "[bold red]FAIL[/]",
         )
-    console.print(gate)
+    out.print(gate)
 
-    server = Table(title="server (Triton statistics)")
-    for column in ("queue / req", "compute / req", "queue share", "avg batch", "busiest model", "CPU util"):
-        server.add_column(column, justify="right")
+    server = Table(title="server (Triton statistics)", show_header=False)
+    server.add_column("statistic", no_wrap=True)
+    server.add_column("value", overflow="fold")
     share = "n/a" if s.queue_share is None else f"{100 * s.queue_share:.0f}%"
     batch = "n/a" if s.avg_batch_size is None else f"{s.avg_batch_size:.1f}"
     cpu = "n/a" if s.cpu_utilization_avg is None else f"{100 * s.cpu_utilization_avg:.0f}%"
-    server.add_row(ms(s.queue_ms), ms(s.compute_ms), share, batch, s.bottleneck_model or "n/a", cpu)
-    console.print(server)
+    for name, value in (
+        ("queue / request", ms(s.queue_ms)),
+        ("compute / request", ms(s.compute_ms)),
+        ("queue share", share),
+        ("avg batch", batch),
+        ("busiest model", s.bottleneck_model or "n/a"),
+        ("CPU utilisation", cpu),
+    ):
+        server.add_row(name, value)
+    out.print(server)
     for line in s.scrape_errors[:3]:
-        console.print(f"[yellow]server sampling: {line}[/]")
+        out.print(f"[yellow]server sampling: {line}[/]")
     for e in c.errors[:3]:
-        console.print(f"[red]{e.occurrences} x {e.error[:200]}[/]")
+        out.print(f"[red]{e.occurrences} x {e.error[:200]}[/]")
     for key in ("summary_md", "report_json", "locust_html", "timeline_png", "generation_png"):
         if key in result.artifacts:
-            console.print(f"{key}: {result.artifacts[key]}")
+            print_path(f"{key}:", result.artifacts[key], out)
     if result.passed:
-        console.print("[bold green]all SLOs met[/]")
+        out.print("[bold green]all SLOs met[/]")
     else:
         for check in result.gate.failed:
-            console.print(f"[bold red]{check.explain()}[/]")
+            out.print(f"[bold red]{check.explain()}[/]")
 
 
-def _print_generation(gen) -> None:
+def _print_generation(gen, out: Console) -> None:
     table = Table(title="streamed generation")
     for column in ("streams", "tokens", "tokens/s", "per stream", "TTFT p50/95/99", "ITL p50/95/99"):
         table.add_column(column, justify="right")
@@ -231,7 +241,7 @@ def _print_generation(gen) -> None:
         f"{trio(gen.ttft)} ms",
         f"{trio(gen.itl)} ms",
     )
-    console.print(table)
+    out.print(table)
 
 
 # ----------------------------------------------------------------------------------------------- capacity

@@ -16,7 +16,10 @@ from rich.table import Table
 
 from triton_bundle.atomic import write_text_atomic
 from triton_bundle.data import load_texts
+from triton_bundle.labels import accuracy as gold_accuracy
+from triton_bundle.labels import map_gold
 from triton_bundle.manifest import Manifest
+from triton_bundle.repository.sources import labels_for
 from triton_bundle.spec import ModelSpec
 
 console = Console()
@@ -26,7 +29,7 @@ class ProtocolCheck(BaseModel):
     protocol: str
     sentences: int
     agreement_with_pytorch: float
-    accuracy: float
+    accuracy: float | None  # None: the held-out data has no gold labels
     seconds: float
 
 
@@ -103,9 +106,8 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
     _step(1, "fine-tune")
     if spec.finetune is not None:
         tuned = finetune(spec, workdir, force=True)
-        console.print(
-            f"{tuned.train_examples} examples, {tuned.seconds:.0f}s, held-out accuracy {tuned.eval_accuracy:.3f}"
-        )
+        accuracy = "n/a (no labels)" if tuned.eval_accuracy is None else f"{tuned.eval_accuracy:.3f}"
+        console.print(f"{tuned.train_examples} examples, {tuned.seconds:.0f}s, held-out accuracy {accuracy}")
     else:
         console.print(f"skipped: the spec serves its own checkpoint ({spec.resolve(spec.source.path)})")
 
@@ -123,12 +125,11 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
     console.print(f"{repository} ({', '.join(sorted(p.name for p in repository.iterdir() if p.is_dir()))})")
 
     heldout = load_texts(spec.resolve(spec.data.eval), spec.data.text_field, spec.data.label_field)
-    checkpoint = (
-        Manifest.load(workdir, spec.name)
-        .require("export", "triton-bundle export SPEC")
-        .artifact("checkpoint")
-    )
+    manifest = Manifest.load(workdir, spec.name)
+    checkpoint = manifest.require("export", "triton-bundle export SPEC").artifact("checkpoint")
     reference = pytorch_labels(checkpoint, heldout.texts, spec.shapes.sequence.max)
+    # Gold labels may be ids (GLUE style): compare them as the names the server returns.
+    gold = map_gold(heldout.labels, labels_for(spec, manifest, checkpoint) or [], str(heldout.source))
 
     _step(4, "local Triton + classify held-out sentences over HTTP and gRPC")
     host = spec.serving.host
@@ -156,7 +157,7 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
                 results = client.classify(entry_model(spec.name, spec.task), heldout.texts)
             served = [r.labels[0] for r in results]
             agree = sum(a == b for a, b in zip(served, reference, strict=True)) / len(reference)
-            accurate = sum(a == b for a, b in zip(served, heldout.labels, strict=True)) / len(reference)
+            accurate = gold_accuracy(served, gold)
             checks.append(
                 ProtocolCheck(
                     protocol=protocol,
@@ -166,8 +167,9 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
                     seconds=time.perf_counter() - t0,
                 )
             )
+            shown = "n/a (no labels)" if accurate is None else f"{accurate:.3f}"
             console.print(
-                f"{protocol}: {len(served)} sentences, agreement with PyTorch {agree:.4f}, accuracy {accurate:.3f}"
+                f"{protocol}: {len(served)} sentences, agreement with PyTorch {agree:.4f}, accuracy {shown}"
             )
 
         _step(5, "Locust load test")
@@ -221,10 +223,11 @@ def print_summary(summary: DemoSummary) -> None:
     table.add_row("model repository", str(summary.repository))
     table.add_row("server log", str(summary.server_log))
     for check in summary.served:
+        accuracy = "n/a" if check.accuracy is None else f"{check.accuracy:.2%}"
         table.add_row(
             f"served over {check.protocol}",
             f"{check.sentences} held-out sentences: agreement with PyTorch {check.agreement_with_pytorch:.2%}, "
-            f"accuracy {check.accuracy:.2%}",
+            f"accuracy {accuracy}",
         )
     lt = summary.loadtest
     table.add_row(

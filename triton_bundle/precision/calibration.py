@@ -67,7 +67,7 @@ class CalibrationSet:
         return FeedReader(self.batches)
 
 
-def _source_path(spec: ModelSpec) -> tuple[Path, list[str]]:
+def source_path(spec: ModelSpec) -> tuple[Path, list[str]]:
     for path in (spec.data.calibration, spec.data.train):
         if path is not None:
             return spec.resolve(path), []
@@ -92,7 +92,7 @@ def calibration_set(
         batches = random_batches(len(tokenizer), input_names, cfg.samples, cfg.batch_size, max_length)
         return CalibrationSet(batches, "random", cfg.samples, cfg.method, [message])
 
-    path, notes = _source_path(spec)
+    path, notes = source_path(spec)
     try:
         texts = load_texts(path, spec.data.text_field, None).texts
     except Exception as exc:  # DataError and friends: say which calibration source failed

@@ -5,9 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, console, open_spec
+from triton_bundle.cli_common import (
+    ForceOpt,
+    SpecArg,
+    WorkdirOpt,
+    console,
+    open_spec,
+    print_path,
+    titled_table,
+)
 
 if TYPE_CHECKING:
     from triton_bundle.precision.stage import PrecisionResult
@@ -45,57 +55,67 @@ def precision_command(
     with console.status("building and gating precision variants on the held-out data"):
         result = make_variants(spec, workdir, variants=variant, force=force, latency=latency)
 
-    table = Table(
-        title=f"Precision variants of '{spec.name}' vs FP32 ({_examples(result)} held-out examples)"
+    print_precision(result, spec.name)
+    if result.rejected:
+        raise typer.Exit(code=1)
+
+
+def _table(result: PrecisionResult, name: str) -> Table:
+    """One row per variant; the gate's metric and budget go in the title so names stay whole at 80."""
+    gates = {
+        (r.gate.metric, r.gate.checks[0].higher_is_better, r.gate.budget) for r in result.reports.values()
+    }
+    shared = next(iter(gates)) if len(gates) == 1 else None
+    budget = f"; gate: {shared[0]} {'>=' if shared[1] else '<='} {shared[2]:g}" if shared else ""
+    table = titled_table(
+        f"Precision variants of '{name}' vs FP32 ({_examples(result)} held-out examples{budget})"
     )
-    for column in (
-        "variant",
-        "metric vs FP32",
-        "accuracy (labels)",
-        "budget",
-        "passed",
-        "size MB",
-        "kept in float",
-    ):
-        table.add_column(column)
+    table.add_column("variant", no_wrap=True)
+    table.add_column("vs FP32" if shared else "gate metric vs FP32", no_wrap=True)
+    for column in ("accuracy", "passed", "size MB", "kept in float"):
+        table.add_column(column, no_wrap=True)
     fp32 = result.fp32
-    table.add_row("fp32", "-", _fmt(fp32.accuracy), "-", "-", f"{fp32.size_mb:.1f}", "-")
-    for name, report in result.reports.items():
-        gate, metrics = report.gate, report.metrics
+    table.add_row("fp32", "-", _fmt(fp32.accuracy), "-", f"{fp32.size_mb:.1f}", "-")
+    for variant, report in result.reports.items():
+        gate = report.gate
         kept = (
             f"{len(report.kept_float_layers)} of {report.quantizable_layers}"
             if report.quantizable_layers is not None
             else "-"
         )
         table.add_row(
-            name,
-            f"{gate.metric} {gate.value:.4f}",
-            _fmt(metrics.accuracy),
-            f"{'>=' if gate.checks[0].higher_is_better else '<='} {gate.budget:g}",
+            variant,
+            f"{gate.value:.4f}" if shared else f"{gate.metric} {gate.value:.4f}",
+            _fmt(report.metrics.accuracy),
             "[green]yes" if report.passed else "[red]NO",
             f"{report.size_mb:.1f}",
             kept,
         )
-    console.print(table)
-    for name, report in result.reports.items():
+    return table
+
+
+def print_precision(result: PrecisionResult, name: str, out: Console | None = None) -> None:
+    """The variants table, the layers kept in float, and where each report went."""
+    out = out or console
+    out.print(_table(result, name))
+    for variant, report in result.reports.items():
         for layer in report.kept_float_layers:
             cost = (
                 ""
                 if layer.metric_if_quantized is None
                 else f" ({report.gate.metric} {layer.metric_if_quantized:.4f} if quantized)"
             )
-            console.print(f"  {name}: kept in float [bold]{layer.layer}[/]{cost}")
-    if latency:
-        for name, ms in [("fp32", fp32.latency_ms)] + [(n, r.latency_ms) for n, r in result.reports.items()]:
-            if ms:
-                console.print(f"latency {name}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items()))
-    for name, where in result.published.items():
-        console.print(f"[green]published[/] {name}: {where}")
-    for name, where in result.rejected.items():
-        failures = "; ".join(result.reports[name].gate.failures())
-        console.print(f"[red]rejected[/] {name}: {failures} (report: {where / 'gate.md'})")
-    if result.rejected:
-        raise typer.Exit(code=1)
+            out.print(f"  {variant}: kept in float [bold]{escape(layer.layer)}[/]{cost}", soft_wrap=True)
+    latencies = [("fp32", result.fp32.latency_ms)] + [(n, r.latency_ms) for n, r in result.reports.items()]
+    for variant, ms in latencies:
+        if ms:
+            out.print(f"latency {variant}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items()))
+    for variant, where in result.published.items():
+        print_path(f"[green]published[/] {variant}:", where, out)
+    for variant, where in result.rejected.items():
+        failures = "; ".join(result.reports[variant].gate.failures())
+        out.print(f"[red]rejected[/] {variant}: {escape(failures)}")
+        print_path("  report:", where / "gate.md", out)
 
 
 def _fmt(value: float | None) -> str:

@@ -2,24 +2,27 @@
 
 Classifiers: label agreement with FP32, accuracy and macro-F1 against the gold labels.
 Embeddings: cosine similarity to FP32 per example. Generic tensors: PSNR and max |difference|.
-Every kind also reports max-abs and PSNR of the raw output, which helps reading a failure.
+Every kind also reports max-abs and PSNR of the raw output, which helps reading a failure; tensor
+models report them per output (the gate checks each one).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from triton_bundle.labels import GoldLabels
 from triton_bundle.precision.text_inputs import Feeds, count_rows
 
 Agreement = Literal["labels", "cosine", "tensor"]
+Outputs = list[list[np.ndarray]]  # per batch, every graph output in graph order (float32)
 
 
 def agreement_of(task: str) -> Agreement:
@@ -29,18 +32,33 @@ def agreement_of(task: str) -> Agreement:
     return TASKS[task].agreement if task in TASKS else "tensor"
 
 
+def scores_gold_labels(task: str) -> bool:
+    """Whether the task predicts one label per example, which the data's gold labels can score."""
+    from triton_bundle.export.tasks import TASKS
+
+    return task in TASKS and TASKS[task].gold_labels
+
+
 @dataclass(frozen=True)
 class EvalSet:
     """Held-out inputs in batches, with gold labels (None where the data has none)."""
 
     batches: list[Feeds]
-    gold: list[str | None]
+    gold: GoldLabels | None  # mapped onto label_names (None: the model has no label names)
     label_names: list[str] | None  # logits order
     agreement: Agreement
+    output_names: list[str] = field(default_factory=list)  # graph order; tensor gates report per name
 
     @property
     def examples(self) -> int:
         return count_rows(self.batches)
+
+
+class OutputError(BaseModel):
+    """One output of a tensor model against FP32."""
+
+    psnr_db: float
+    max_abs: float
 
 
 class VariantMetrics(BaseModel):
@@ -54,8 +72,11 @@ class VariantMetrics(BaseModel):
     macro_f1_fp32: float | None = None
     mean_cosine: float | None = None
     min_cosine: float | None = None
-    psnr_db: float
+    psnr_db: float  # tensor models: the worst output's
     max_abs: float
+    outputs: dict[str, OutputError] = Field(
+        default_factory=dict, description="tensor models: PSNR / max-abs of each output"
+    )
 
 
 def session(path: Path, threads: int | None = None) -> ort.InferenceSession:
@@ -66,11 +87,10 @@ def session(path: Path, threads: int | None = None) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run_outputs(path: Path, batches: Sequence[Feeds]) -> list[np.ndarray]:
-    """The model's first output for each batch, as float32."""
+def run_outputs(path: Path, batches: Sequence[Feeds]) -> Outputs:
+    """Every output of the model for each batch, as float32."""
     sess = session(path)
-    name = sess.get_outputs()[0].name
-    return [np.asarray(sess.run([name], dict(feeds))[0], dtype=np.float32) for feeds in batches]
+    return [[np.asarray(o, dtype=np.float32) for o in sess.run(None, dict(feeds))] for feeds in batches]
 
 
 def _macro_f1(gold: Sequence[str], predicted: Sequence[str]) -> float:
@@ -111,15 +131,16 @@ def _labels_metrics(
         same += int(agree.sum())
         total += int(agree.size)
     out: dict[str, float | None] = {"label_agreement": same / total}
-    names = data.label_names
-    if names and ref_pred and all(g is not None for g in data.gold):
-        gold = [str(g) for g in data.gold]
+    names, gold = data.label_names, data.gold
+    if names and ref_pred and gold is not None and gold.complete:
+        # Gold labels went through labels.map_gold (ids -> names): compare names with names.
+        expected = gold.for_scoring()
         ref_names = [names[i] for i in ref_pred]
         cand_names = [names[i] for i in cand_pred]
-        out["accuracy_fp32"] = float(np.mean([g == p for g, p in zip(gold, ref_names, strict=True)]))
-        out["accuracy"] = float(np.mean([g == p for g, p in zip(gold, cand_names, strict=True)]))
-        out["macro_f1_fp32"] = _macro_f1(gold, ref_names)
-        out["macro_f1"] = _macro_f1(gold, cand_names)
+        out["accuracy_fp32"] = float(np.mean([g == p for g, p in zip(expected, ref_names, strict=True)]))
+        out["accuracy"] = float(np.mean([g == p for g, p in zip(expected, cand_names, strict=True)]))
+        out["macro_f1_fp32"] = _macro_f1(expected, ref_names)
+        out["macro_f1"] = _macro_f1(expected, cand_names)
     return out
 
 
@@ -130,16 +151,41 @@ def _cosine_metrics(reference: Sequence[np.ndarray], candidate: Sequence[np.ndar
     return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
 
 
-def compare_outputs(
-    reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], data: EvalSet
-) -> VariantMetrics:
-    """The task metric (plus PSNR / max-abs) of `candidate` against the FP32 `reference`."""
+def _error(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> OutputError:
     ref_flat, cand_flat = _flat(reference), _flat(candidate)
-    finite = bool(np.isfinite(cand_flat).all())
-    values: dict[str, float | None] = {
-        "psnr_db": _psnr(ref_flat, cand_flat) if finite else float("-inf"),
-        "max_abs": float(np.max(np.abs(ref_flat - cand_flat))) if finite else float("inf"),
+    if not np.isfinite(cand_flat).all():  # an FP16 overflow must fail the gate, not slip through as NaN
+        return OutputError(psnr_db=float("-inf"), max_abs=float("inf"))
+    return OutputError(
+        psnr_db=_psnr(ref_flat, cand_flat), max_abs=float(np.max(np.abs(ref_flat - cand_flat)))
+    )
+
+
+def _per_output(reference: Outputs, candidate: Outputs, names: Sequence[str]) -> dict[str, OutputError]:
+    count = len(reference[0]) if reference else 0
+    labels = list(names) if len(names) == count else [f"output_{i}" for i in range(count)]
+    return {
+        label: _error([r[i] for r in reference], [c[i] for c in candidate]) for i, label in enumerate(labels)
     }
+
+
+def compare_outputs(reference: Outputs, candidate: Outputs, data: EvalSet) -> VariantMetrics:
+    """The task metric (plus PSNR / max-abs) of `candidate` against the FP32 `reference`.
+
+    Classifiers and embeddings are judged on their first output; tensor models on every output.
+    """
+    if data.agreement == "tensor":
+        per_output = _per_output(reference, candidate, data.output_names)
+        return VariantMetrics(
+            examples=data.examples,
+            psnr_db=min(e.psnr_db for e in per_output.values()),
+            max_abs=max(e.max_abs for e in per_output.values()),
+            outputs=per_output,
+        )
+    reference = [outs[0] for outs in reference]
+    candidate = [outs[0] for outs in candidate]
+    first = _error(reference, candidate)
+    finite = first.max_abs != float("inf")
+    values: dict[str, float | None] = {"psnr_db": first.psnr_db, "max_abs": first.max_abs}
     if data.agreement == "labels":
         masks = [b.get("attention_mask", np.ones(1)) for b in data.batches]
         values |= _labels_metrics(reference, candidate, data, masks)

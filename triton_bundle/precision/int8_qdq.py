@@ -28,7 +28,8 @@ class QdqSettings(BaseModel):
     """What a Q/DQ build is made of; recorded in the gate report."""
 
     method: str = "minmax"
-    op_types: list[str] | None = ["MatMul", "Gemm"]  # None: every op onnxruntime can quantize
+    # None: every op onnxruntime can quantize
+    op_types: list[str] | None = ["MatMul", "Gemm", "Conv", "ConvTranspose"]
     percentile: float = 99.999
     per_channel: bool = True
     symmetric: bool = True

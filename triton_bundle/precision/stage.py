@@ -16,27 +16,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 from pydantic import BaseModel, Field
 
 from triton_bundle.atomic import atomic_path, check_overwrite
-from triton_bundle.data import load_texts
+from triton_bundle.labels import GoldLabels, map_gold
 from triton_bundle.manifest import Manifest, StageRecord, dump_json
 from triton_bundle.precision import fp16, int8_dynamic, int8_qdq
-from triton_bundle.precision.calibration import calibration_set
-from triton_bundle.precision.errors import PrecisionError, UnsupportedPrecisionTaskError
+from triton_bundle.precision.errors import PrecisionError
 from triton_bundle.precision.evaluate import (
     Agreement,
     EvalSet,
+    Outputs,
     VariantMetrics,
     agreement_of,
     compare_outputs,
     measure_latency,
     run_outputs,
+    scores_gold_labels,
 )
 from triton_bundle.precision.gate import GateResult, judge
 from triton_bundle.precision.layers import group_layers, weight_bytes
+from triton_bundle.precision.modalities import PrecisionData, precision_data
 from triton_bundle.precision.quant_error import dynamic_layer_sqnr, static_layer_sqnr
 from triton_bundle.precision.report import CalibrationInfo, VariantReport
 from triton_bundle.precision.sensitivity import (
@@ -47,7 +48,7 @@ from triton_bundle.precision.sensitivity import (
     rank_layers,
     search,
 )
-from triton_bundle.precision.text_inputs import Feeds, encode_batches, load_tokenizer
+from triton_bundle.precision.text_inputs import Feeds
 from triton_bundle.spec import ModelSpec
 
 PRECISION_DIR = "precision"
@@ -79,11 +80,14 @@ class _Context:
     fp32: Path
     input_names: list[str]
     agreement: Agreement
-    tokenizer: object
+    data: PrecisionData
     eval_set: EvalSet
-    reference: list[np.ndarray]
+    reference: Outputs
     scratch: Path
-    latency_feeds: dict[str, Feeds]
+
+    @property
+    def latency_feeds(self) -> dict[str, Feeds]:
+        return self.data.latency_feeds
 
     @property
     def fp32_size_mb(self) -> float:
@@ -213,7 +217,7 @@ def _build_int8(ctx: _Context) -> _Built:
         op_types=None if prec.quantize_all else list(prec.int8_op_types),
         percentile=cal_cfg.percentile,
     )
-    calibration = calibration_set(ctx.spec, ctx.tokenizer, ctx.input_names)
+    calibration = ctx.data.calibrate()
     cache = ctx.scratch / "int8-calibration.json"
     layers = group_layers(ctx.fp32, settings.op_types)
     layer_of_node = {node: layer for layer, nodes in layers.items() for node in nodes}
@@ -299,39 +303,42 @@ BUILDERS: dict[str, Callable[[_Context], _Built]] = {
 # --- the stage ------------------------------------------------------------------------------
 
 
+def _gold(spec: ModelSpec, data: PrecisionData, labels: list[str] | None) -> GoldLabels | None:
+    """Gold labels as the model's label names (ids map through id2label); None without names, or for
+    tasks gold labels do not score (embeddings, tensors, per-token tags)."""
+    if not labels or not scores_gold_labels(spec.task):
+        return None
+    return map_gold(data.gold, labels, where=str(spec.resolve(spec.data.eval)))
+
+
+def _check_output_budgets(spec: ModelSpec, output_names: list[str]) -> None:
+    unknown = sorted(set(spec.precision.budget.outputs) - set(output_names))
+    if unknown:
+        raise PrecisionError(
+            f"precision.budget.outputs names {unknown}, which '{spec.name}' does not output "
+            f"(its outputs: {output_names})"
+        )
+
+
 def _context(spec: ModelSpec, manifest: Manifest, scratch: Path) -> _Context:
     export = manifest.require("export", "triton-bundle export SPEC")
     details = export.details
-    if details.get("modality", "text") != "text":
-        raise UnsupportedPrecisionTaskError(
-            f"precision variants are gated on text data; '{spec.name}' was exported as "
-            f"{details.get('modality')} ({details.get('task')})"
-        )
     fp32 = export.artifact("onnx")
-    input_names = list(details["input_names"])
-    tokenizer = load_tokenizer(export.artifact("checkpoint"))
-    eval_data = load_texts(spec.resolve(spec.data.eval), spec.data.text_field, spec.data.label_field)
+    output_names = list(details.get("output_names") or [])
+    _check_output_budgets(spec, output_names)
+    data = precision_data(spec, export)
     agreement = agreement_of(details.get("task", spec.task))
-    batches = encode_batches(
-        tokenizer, eval_data.texts, input_names, spec.shapes.batch.max, spec.shapes.sequence.max
-    )
-    eval_set = EvalSet(batches, list(eval_data.labels), details.get("labels"), agreement)
-    seq = spec.shapes.sequence.opt
-    latency_feeds = {}
-    for batch in sorted({1, min(8, spec.shapes.batch.max)}):
-        texts = [eval_data.texts[i % len(eval_data.texts)] for i in range(batch)]
-        enc = tokenizer(texts, padding="max_length", truncation=True, max_length=seq, return_tensors="np")
-        latency_feeds[f"batch {batch} x seq {seq}"] = {n: enc[n].astype(np.int64) for n in input_names}
+    labels = details.get("labels")
+    eval_set = EvalSet(data.batches, _gold(spec, data, labels), labels, agreement, output_names=output_names)
     return _Context(
         spec=spec,
         fp32=fp32,
-        input_names=input_names,
+        input_names=list(details["input_names"]),
         agreement=agreement,
-        tokenizer=tokenizer,
+        data=data,
         eval_set=eval_set,
-        reference=run_outputs(fp32, batches),
+        reference=run_outputs(fp32, data.batches),
         scratch=scratch,
-        latency_feeds=latency_feeds,
     )
 
 

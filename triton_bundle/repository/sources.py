@@ -99,6 +99,11 @@ def _engines(manifest: Manifest, variant: str) -> tuple[EngineArtifact, ...]:
 
 
 def checkpoint_dir(spec: ModelSpec, manifest: Manifest) -> Path | None:
+    from triton_bundle.checkpoints import compressed_student
+
+    student = compressed_student(spec, manifest)
+    if student is not None:  # the export served it; its tokenizer and labels are the ones to ship
+        return student
     if spec.source.path is not None:
         return spec.resolve(spec.source.path)
     for stage in ("export", "finetune"):

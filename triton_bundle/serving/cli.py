@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from triton_bundle.cli_common import print_path
 from triton_bundle.errors import BundleError
 from triton_bundle.manifest import Manifest
 from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
@@ -67,7 +68,7 @@ def serve(
     try:
         with _console.status(f"starting Triton with {config.repository} ..."):
             server.start()
-        _console.print(_endpoints_table(server, config))
+        print_ready(server, config, _console)
         _console.print("[dim]Ctrl-C or SIGTERM stops the server.[/]")
         while server.is_running():
             time.sleep(0.5)
@@ -80,11 +81,15 @@ def serve(
     _console.print("[green]stopped[/]")
 
 
+def print_ready(server: LocalTriton, config: ServerConfig, out: Console) -> None:
+    out.print(_endpoints_table(server, config))
+    print_path("repository:", Path(config.repository).resolve(), out)
+    print_path("log:", Path(config.log_file).resolve(), out)
+
+
 def _endpoints_table(server: LocalTriton, config: ServerConfig) -> Table:
     table = Table(title=f"Triton is ready (pid {server.pid})", show_header=False)
     table.add_row("HTTP", f"http://{server.http_url}")
     table.add_row("gRPC", server.grpc_url)
     table.add_row("metrics", f"http://{server.metrics_url}/metrics")
-    table.add_row("repository", str(Path(config.repository).resolve()))
-    table.add_row("log", str(Path(config.log_file).resolve()))
-    return table
+    return table  # repository and log paths go on lines of their own: whole, ready to copy
