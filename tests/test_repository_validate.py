@@ -8,6 +8,7 @@ validator read only the manifest, never the plan's bytes.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -23,8 +24,14 @@ from triton_bundle.repository.cli import app
 from triton_bundle.repository.generate import generate_repository
 from triton_bundle.repository.layout import config_text, read_config
 from triton_bundle.repository.sources import RepositoryError
+from triton_bundle.repository.triton_images import tensorrt_for_image
 from triton_bundle.repository.validate import Problem, validate_repository
-from triton_bundle.spec import ModelSpec
+from triton_bundle.spec import EngineSpec, ModelSpec
+
+# Engines in these tests are recorded as built for the image the bundle pins today, so moving the pin
+# (docker/set-release.sh) keeps them valid; the mismatch cases name an older image explicitly.
+PIN = EngineSpec().triton_image_tag
+PIN_TENSORRT = f"{tensorrt_for_image(PIN)}.1"
 
 NAME = "minilm-intent"
 TOKEN_INPUTS = [contract.INPUT_IDS, contract.ATTENTION_MASK, contract.TOKEN_TYPE_IDS]
@@ -122,14 +129,14 @@ def _engine_dir(root: Path, onnx: Path, **overrides) -> Path:
     profile = {n: ([1, 1], [8, 32], [32, 128]) for n in TOKEN_INPUTS}
     fields = {
         "builder": "tensorrt",
-        "tensorrt_version": "10.13.3.9",
+        "tensorrt_version": PIN_TENSORRT,
         "gpu_name": "NVIDIA H100 80GB HBM3",
         "compute_capability": "9.0",
         "precision": "fp32",
         "profiles": [ProfileDims(shapes=profile)],
         "source_onnx": str(onnx),
         "source_onnx_sha256": sha256_file(onnx),
-        "triton_image_tag": "25.10",
+        "triton_image_tag": PIN,
         "input_types": dict.fromkeys(TOKEN_INPUTS, "INT64"),
     } | overrides
     root.mkdir(parents=True)
@@ -168,13 +175,13 @@ def test_nvidia_repository_serves_engines_and_checks_the_image(
     assert not config.dynamic_batching.preferred_batch_size, "one profile: no preferred sizes"
     assert (tensor_dir / "1" / "model.plan").is_file() and (tensor_dir / "1" / "model.engine.json").is_file()
     assert text_format.MessageToString(config) == (tensor_dir / "config.pbtxt").read_text(encoding="utf-8")
-    assert _errors(validate_repository(repo, triton_image_tag="25.10")) == []
+    assert _errors(validate_repository(repo, triton_image_tag=PIN)) == []
 
     # Engine built for another TensorRT version than the target image ships.
     problem = _one(
         validate_repository(repo, triton_image_tag="24.08"), "but Triton 24.08 ships TensorRT 10.3.0"
     )
-    assert "nvcr.io/nvidia/tensorrt:24.08-py3" in problem.fix and "25.10" in problem.fix
+    assert "nvcr.io/nvidia/tensorrt:24.08-py3" in problem.fix and PIN in problem.fix
 
     # An engine whose input dtype differs from the config.
     meta = tensor_dir / "1" / "model.engine.json"
@@ -182,7 +189,7 @@ def test_nvidia_repository_serves_engines_and_checks_the_image(
     engine.input_types[contract.INPUT_IDS] = "INT32"
     meta.write_text(engine.model_dump_json(), encoding="utf-8")
     _one(
-        validate_repository(repo, triton_image_tag="25.10"),
+        validate_repository(repo, triton_image_tag=PIN),
         "is TYPE_INT64 in config.pbtxt but TYPE_INT32 in the engine",
     )
 
@@ -196,7 +203,8 @@ def test_engine_for_another_tensorrt_is_refused_at_generation(
     )
     workdir = _nvidia_workdir(demo_workdir, tmp_path, engines)
     with pytest.raises(
-        RepositoryError, match=r"TensorRT 10\.3\.0\.26, but Triton 25\.10 ships TensorRT 10\.13"
+        RepositoryError,
+        match=rf"TensorRT 10\.3\.0\.26, but Triton {re.escape(PIN)} ships TensorRT {re.escape(tensorrt_for_image(PIN))}",
     ):
         generate_repository(demo_spec, workdir, out_dir=tmp_path / "repo", target="nvidia")
     assert not (tmp_path / "repo").exists()
@@ -265,7 +273,7 @@ def test_engines_per_compute_capability_and_profiles(
     assert all(s.input[contract.INPUT_IDS].dim[0] >= 16 for s in config.optimization.cuda.graph_spec)
     tokenizer = read_config(repo / contract.tokenizer_model(NAME) / "config.pbtxt")
     assert tokenizer.parameters["min_length"].string_value == "16", "never shorter than the profile minimum"
-    assert _errors(validate_repository(repo, triton_image_tag="25.10")) == []
+    assert _errors(validate_repository(repo, triton_image_tag=PIN)) == []
 
     # Profiles that split the batch range are not bound to instance groups: the backend picks per batch.
     split = tmp_path / "split"
