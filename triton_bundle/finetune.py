@@ -89,6 +89,34 @@ def _accuracy(model, tokenizer, data: TextDataset, labels: list[str], max_length
         raise FinetuneError(str(exc)) from None
 
 
+def _train(model, tokenizer, texts: list[str], label_ids, cfg) -> float:
+    """The fine-tuning loop (AdamW, shuffled batches, one progress bar); returns its seconds."""
+    import torch
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
+    steps_per_epoch = (len(texts) + cfg.batch_size - 1) // cfg.batch_size
+    started = time.perf_counter()
+    model.train()
+    with progress_bar("fine-tuning", total=cfg.epochs * steps_per_epoch) as advance:
+        for _epoch in range(cfg.epochs):
+            order = torch.randperm(len(texts)).tolist()
+            for start in range(0, len(order), cfg.batch_size):
+                batch = order[start : start + cfg.batch_size]
+                enc = tokenizer(
+                    [texts[i] for i in batch],
+                    padding=True,
+                    truncation=True,
+                    max_length=cfg.max_length,
+                    return_tensors="pt",
+                )
+                loss = model(**enc, labels=label_ids[batch]).loss
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                advance(1, f"loss {loss.item():.3f}")
+    return time.perf_counter() - started
+
+
 def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneResult:
     """Train a classification head (and the encoder) on spec.data.train; save safetensors + tokenizer."""
     import torch
@@ -128,28 +156,7 @@ def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneRes
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     label_ids = torch.tensor([labels.index(label) for label in train_gold.names])
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
-    steps_per_epoch = (len(train) + cfg.batch_size - 1) // cfg.batch_size
-    started = time.perf_counter()
-    model.train()
-    with progress_bar("fine-tuning", total=cfg.epochs * steps_per_epoch) as advance:
-        for _epoch in range(cfg.epochs):
-            order = torch.randperm(len(train)).tolist()
-            for start in range(0, len(order), cfg.batch_size):
-                batch = order[start : start + cfg.batch_size]
-                enc = tokenizer(
-                    [train.texts[i] for i in batch],
-                    padding=True,
-                    truncation=True,
-                    max_length=cfg.max_length,
-                    return_tensors="pt",
-                )
-                loss = model(**enc, labels=label_ids[batch]).loss
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad()
-                advance(1, f"loss {loss.item():.3f}")
-    seconds = time.perf_counter() - started
+    seconds = _train(model, tokenizer, train.texts, label_ids, cfg)
     accuracy = _accuracy(model, tokenizer, heldout, labels, cfg.max_length)
 
     with atomic_path(target, force=True) as tmp:
