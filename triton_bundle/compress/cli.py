@@ -21,22 +21,6 @@ LayersOpt = Annotated[
     int | None, typer.Option("--layers", help="layers the student keeps [default: compress.target.layers]")
 ]
 
-COLUMNS = (
-    "model",
-    "layers",
-    "FFN",
-    "params",
-    "GFLOPs/seq",
-    "MB",
-    "ms @1",
-    "ms @8",
-    "seq/s @8",
-    "speed-up @8",
-    "agreement",
-    "accuracy",
-    "gate",
-)
-
 
 def compress_command(
     spec_path: SpecArg,
@@ -46,6 +30,7 @@ def compress_command(
     force: ForceOpt = False,
 ) -> None:
     """Prune layers and FFN neurons, distill the teacher into the student, gate it; export then serves it."""
+    from triton_bundle.compress.report import COLUMNS
     from triton_bundle.compress.stage import compress
     from triton_bundle.spec import CompressSpec
 

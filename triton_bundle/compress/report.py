@@ -13,6 +13,23 @@ from triton_bundle.compress.measure import Size, Speed
 from triton_bundle.precision.evaluate import VariantMetrics
 from triton_bundle.precision.gate import GateResult
 
+# The report's columns, teacher and students side by side: markdown and the CLI's table share them.
+COLUMNS = (
+    "model",
+    "layers",
+    "FFN",
+    "params",
+    "GFLOPs/seq",
+    "MB",
+    "ms @1",
+    "ms @8",
+    "seq/s @8",
+    "speed-up @8",
+    "agreement",
+    "accuracy",
+    "gate",
+)
+
 
 class ModelRow(BaseModel):
     """One model's numbers: the teacher, or a student candidate."""
@@ -80,21 +97,7 @@ class CompressReport(BaseModel):
         return rows
 
     def markdown(self) -> str:
-        head = [
-            "model",
-            "layers",
-            "FFN",
-            "params",
-            "GFLOPs/seq",
-            "MB",
-            "ms @1",
-            "ms @8",
-            "seq/s @8",
-            "speed-up @8",
-            "agreement",
-            "accuracy",
-            "gate",
-        ]
+        head = list(COLUMNS)
         lines = [
             f"# Compress report: {self.model} ({self.task})",
             "",
