@@ -138,14 +138,18 @@ def _text_of(result) -> tuple[str | None, bool]:
     return b"".join(v if isinstance(v, bytes) else str(v).encode() for v in value).decode("utf-8"), is_final
 
 
-class TextGenerator:
-    """Blocking generation client. `stream()` yields TokenChunks as the server sends them."""
+class _GeneratorBase:
+    """Where the server is and how long one generation may take; shared by the sync and async clients."""
 
     def __init__(
         self, url: str = "127.0.0.1:8000", protocol: str | None = None, timeout_s: float = 300.0
     ) -> None:
         self.endpoint: Endpoint = parse_endpoint(url, protocol)
         self.timeout_s = timeout_s
+
+
+class TextGenerator(_GeneratorBase):
+    """Blocking generation client. `stream()` yields TokenChunks as the server sends them."""
 
     def stream(self, model: str, prompt: str, max_tokens: int, **sampling) -> Iterator[TokenChunk]:
         request = GenerationRequest(prompt, max_tokens, **sampling)
@@ -241,14 +245,8 @@ def _error_text(body: str) -> str:
         return body
 
 
-class AsyncTextGenerator:
+class AsyncTextGenerator(_GeneratorBase):
     """asyncio generation client: `stream()` is an async iterator of TokenChunks."""
-
-    def __init__(
-        self, url: str = "127.0.0.1:8000", protocol: str | None = None, timeout_s: float = 300.0
-    ) -> None:
-        self.endpoint: Endpoint = parse_endpoint(url, protocol)
-        self.timeout_s = timeout_s
 
     async def generate(self, model: str, prompt: str, max_tokens: int, **sampling) -> Generation:
         started = time.perf_counter()
