@@ -264,7 +264,14 @@ class DistillSpec(_Strict):
         0.0, description="weight of matching each kept layer's hidden states to the teacher's (0: off)"
     )
     augment: Annotated[int, Field(ge=0)] = Field(
-        2, description="augmented copies per training text, labelled by the teacher (word drop / swap)"
+        2,
+        description="augmented copies per training text, labelled by the teacher (word dropout, swap, "
+        "dropped span, prefix, words of other texts)",
+    )
+    mix: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="texts per training text made of it and another training text (joined, or head + "
+        "tail), labelled by the teacher: soft targets between intents",
     )
     extra: list[Path] = Field(
         default_factory=list, description="unlabelled text files the teacher labels for distillation"
