@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from triton_bundle.cli import app
 from triton_bundle.doctor.checks import probe_docker, probe_gpu, probe_local_triton, probe_port, probe_ports
 from triton_bundle.doctor.run import exit_code, next_steps, run_checks
-from triton_bundle.serving.local_triton import free_port
+from triton_bundle.net import free_port
 
 
 @pytest.fixture

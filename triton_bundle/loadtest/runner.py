@@ -12,7 +12,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -28,7 +27,8 @@ from triton_bundle.loadtest.results import LocustSummary
 from triton_bundle.loadtest.settings import CONFIG_ENV, LoadSettings
 from triton_bundle.loadtest.slo import GateResult, evaluate
 from triton_bundle.loadtest.workload import LengthProfile, Workload
-from triton_bundle.processes import stop_process_group
+from triton_bundle.net import free_port
+from triton_bundle.processes import log_tail, stop_process_group
 from triton_bundle.spec import SLOSpec
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -115,12 +115,6 @@ class LocustRun:
     html: Path
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def locust_command(settings: LoadSettings, settings_path: Path, run_dir: Path) -> list[str]:
     """The headless Locust command line: bounded by --run-time, with CSV / HTML / log in run_dir."""
     run_time = math.ceil(settings.shape.duration_s) + 2  # the shape ends the run; this is a backstop
@@ -149,7 +143,7 @@ def locust_command(settings: LoadSettings, settings_path: Path, run_dir: Path) -
     ]
     if settings.workers > 0:
         # One command, a master and N forked workers, talking over a free local port (5557 may be taken).
-        port = _free_port()
+        port = free_port()
         command += [
             "--processes",
             str(settings.workers),
@@ -170,12 +164,6 @@ def _kill_group(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None
     # Only the master is signalled: it must outlive its workers to collect their last reports. SIGINT,
     # not SIGTERM: Locust installs its SIGTERM handler only after a shape run ends.
     stop_process_group(process, first_signal=signal.SIGINT, grace_s=grace_s)
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    if not path.is_file():
-        return "(no log)"
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
 def wall_clock_limit_s(settings: LoadSettings) -> float:
@@ -216,7 +204,8 @@ def run_locust(settings: LoadSettings, run_dir: Path, limit_s: float | None = No
         )
         raise LocustRunError(
             f"Locust {why} without writing its summary ({settings.summary_path}).\n"
-            f"Output:\n{_tail(output)}\nLog ({run_dir / 'locust.log'}):\n{_tail(run_dir / 'locust.log')}"
+            f"Output:\n{log_tail(output, _LOG_TAIL_LINES)}\n"
+            f"Log ({run_dir / 'locust.log'}):\n{log_tail(run_dir / 'locust.log', _LOG_TAIL_LINES)}"
         )
     summary = LocustSummary.model_validate_json(settings.summary_path.read_text(encoding="utf-8"))
     if timed_out:

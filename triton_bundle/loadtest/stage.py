@@ -29,6 +29,7 @@ from triton_bundle.loadtest.settings import (
 )
 from triton_bundle.loadtest.workload import Workload, workload_for
 from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.net import client_host
 from triton_bundle.overrides import with_overrides
 from triton_bundle.repository.contract import entry_model
 from triton_bundle.spec import ModelSpec, SLOSpec
@@ -72,14 +73,10 @@ def target_model(spec: ModelSpec, o: Overrides) -> str:
     return o.model or entry_model(spec.name, spec.task)
 
 
-def _client_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-
 def resolve_endpoint(spec: ModelSpec, o: Overrides) -> Endpoint:
     """URLs from the command line, else from the spec's serving section (same host for all three)."""
     protocol = o.protocol or spec.loadtest.protocol
-    host = _client_host(spec.serving.host)
+    host = client_host(spec.serving.host)
     http_default = f"{host}:{spec.serving.http_port}"
     grpc_default = f"{host}:{spec.serving.grpc_port}"
     url = strip_scheme(o.url) if o.url else (http_default if protocol == "http" else grpc_default)

@@ -19,7 +19,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -33,8 +32,9 @@ from pathlib import Path
 from typing import Literal
 
 from triton_bundle.errors import BundleError
+from triton_bundle.net import client_host, free_port
 from triton_bundle.operate.metrics import METRICS_CONFIG_FLAGS
-from triton_bundle.processes import stop_process_group
+from triton_bundle.processes import last_lines, stop_process_group
 
 PYTRITON_PIN = "nvidia-pytriton==0.7.0"
 _LOG_TAIL_LINES = 40
@@ -197,17 +197,6 @@ def python_backend_env(
 # ---------------------------------------------------------------------------------------------- server
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS reports free right now (another process may still take it before we bind)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _client_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-
 _FAILED_MODEL = re.compile(r"failed to load '([^']+)' version (\d+): (.*)")
 _PORT_IN_USE = re.compile(r"(Address already in use|failed to start (HTTP|GRPC|Metrics) service)", re.I)
 
@@ -263,7 +252,7 @@ def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
     kept = [
         line for line in text.rstrip().splitlines() if line.strip() and line.lstrip()[:1] not in ("|", "+")
     ]
-    return "\n".join(kept[-lines:])
+    return last_lines("\n".join(kept), lines)
 
 
 _RUNNING: weakref.WeakSet[LocalTriton] = weakref.WeakSet()
@@ -293,7 +282,7 @@ class LocalTriton:
     def _url(self, kind: str) -> str:
         if kind not in self._ports:
             raise RuntimeError("the server has not been started; call start() or use `with LocalTriton(...)`")
-        return f"{_client_host(self.config.host)}:{self._ports[kind]}"
+        return f"{client_host(self.config.host)}:{self._ports[kind]}"
 
     @property
     def http_url(self) -> str:
@@ -372,7 +361,7 @@ class LocalTriton:
             ("metrics", self.config.metrics_port),
         ):
             while port == 0 or port in chosen.values():
-                port = free_port(_client_host(self.config.host))
+                port = free_port(client_host(self.config.host))
             chosen[kind] = port
         return chosen
 
