@@ -47,9 +47,9 @@ def test_no_docker_and_no_gpu_on_path_name_their_fixes():
 
 
 def test_a_broken_triton_install_is_a_failed_check_not_a_crash(tmp_path, monkeypatch):
-    import triton_bundle.serving.local_triton as local_triton
+    import triton_bundle.serving.triton_install as triton_install
 
-    monkeypatch.setattr(local_triton, "_pytriton_dist_dir", lambda: tmp_path / "no-such-wheel")
+    monkeypatch.setattr(triton_install, "_pytriton_dist_dir", lambda: tmp_path / "no-such-wheel")
     probe = probe_local_triton(tmp_path / "cache")
     assert not probe.passed and "tritonserver binary not found" in probe.detail
     assert "pip install nvidia-pytriton" in probe.fix

@@ -51,7 +51,7 @@ def _run(
 
 def probe_local_triton(cache_root: Path | None = None) -> Probe:
     """The wheel's tritonserver prepared in the cache, with its Python backend stub, and it loads."""
-    from triton_bundle.serving.local_triton import prepare_triton, python_backend_env
+    from triton_bundle.serving.triton_install import prepare_triton, python_backend_env
 
     fix = "pip install nvidia-pytriton==0.7.0 (make install does), then re-run doctor"
     try:
