@@ -8,19 +8,19 @@ cap, and a wall-clock limit after which the runner kills Locust's whole process 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from triton_bundle.client.client import ClientOptions, TritonClient
+from triton_bundle.client.errors import ClientError, ServerRejectedError
+from triton_bundle.client.metadata import ModelMetadata
 from triton_bundle.errors import BundleError
 from triton_bundle.loadtest.metrics_scraper import ServerScraper, ServerSummary
 from triton_bundle.loadtest.results import LocustSummary
@@ -53,52 +53,45 @@ class LocustRunError(BundleError, RuntimeError):
 # ----------------------------------------------------------------------------------------------- preflight
 
 
-def _get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=_PREFLIGHT_TIMEOUT_S) as response:
-        return json.loads(response.read())
-
-
-def preflight(http_url: str | None, model: str, workload: Workload) -> list[str]:
-    """The server is ready, serves `model`, takes the workload's inputs; returns the model's outputs.
+def preflight(http_url: str | None, model: str, workload: Workload) -> ModelMetadata | None:
+    """The server is ready, serves `model`, takes the workload's inputs; returns the model's metadata.
 
     Uses the HTTP endpoint (the gRPC endpoint of the same server is checked by the run itself).
     """
     if http_url is None:
-        return []
-    try:
-        urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=_PREFLIGHT_TIMEOUT_S).close()
-    except (urllib.error.URLError, OSError) as exc:
-        raise ServerNotReadyError(
-            f"no ready Triton at {http_url} ({exc}); start one (triton-bundle serve SPEC) or pass --url "
-            "(gRPC runs read readiness, metadata and statistics over HTTP: pass --http-url too)"
-        ) from None
-    try:
-        metadata = _get_json(f"http://{http_url}/v2/models/{model}")
-    except urllib.error.HTTPError as exc:
-        raise ServerNotReadyError(
-            f"Triton at {http_url} has no ready model '{model}' (HTTP {exc.code}); "
-            "check the repository it serves and the spec's name"
-        ) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise ServerNotReadyError(f"could not read metadata of '{model}' at {http_url}: {exc}") from None
-    have = {i["name"]: i["datatype"] for i in metadata.get("inputs", [])}
+        return None
+    with TritonClient(http_url, "http", options=ClientOptions.probing(_PREFLIGHT_TIMEOUT_S)) as client:
+        if not client.is_ready():
+            raise ServerNotReadyError(
+                f"no ready Triton at {http_url}; start one (triton-bundle serve SPEC) or pass --url "
+                "(gRPC runs read readiness, metadata and statistics over HTTP: pass --http-url too)"
+            )
+        try:
+            metadata = client.model_metadata(model)
+        except ServerRejectedError as exc:
+            raise ServerNotReadyError(
+                f"Triton at {http_url} has no ready model '{model}' ({exc}); "
+                "check the repository it serves and the spec's name"
+            ) from None
+        except ClientError as exc:
+            raise ServerNotReadyError(f"could not read metadata of '{model}' at {http_url}: {exc}") from None
+    have = {i.name: i.datatype for i in metadata.inputs}
     for name, datatype in workload.expected_inputs().items():
         if have.get(name) != datatype:
             raise ContractMismatchError(
                 f"model '{model}' takes inputs {have}; the workload sends {name} ({datatype})"
             )
-    return [o["name"] for o in metadata.get("outputs", [])]
+    return metadata
 
 
-def _with_generation_shape(settings: LoadSettings) -> LoadSettings:
-    """Generation settings say whether the model's inputs carry a batch dim (max_batch_size > 0)."""
-    http_url = settings.endpoint.stats_url()
-    if settings.generation is None or http_url is None:
+def _with_served_model(settings: LoadSettings, metadata: ModelMetadata | None) -> LoadSettings:
+    """The outputs to request (unless set) and, for generation, whether inputs carry a batch dim."""
+    if metadata is None:
         return settings
-    config = _get_json(f"http://{http_url}/v2/models/{settings.model}/config")
-    batched = int(config.get("max_batch_size", 0)) > 0
-    generation = settings.generation.model_copy(update={"batched": batched})
-    return settings.model_copy(update={"generation": generation})
+    update: dict[str, object] = {"outputs": settings.outputs or metadata.output_names}
+    if settings.generation is not None:
+        update["generation"] = settings.generation.model_copy(update={"batched": metadata.batched})
+    return settings.model_copy(update=update)
 
 
 # ----------------------------------------------------------------------------------------------- Locust
@@ -250,9 +243,9 @@ def run_loadtest(
     settings: LoadSettings, workload: Workload, slo: SLOSpec, run_dir: Path, scrape_interval_s: float = 1.0
 ) -> LoadtestResult:
     """Preflight, Locust with server sampling, SLO gate. Writes Locust's files into run_dir."""
-    outputs = preflight(settings.endpoint.stats_url(), settings.model, workload)
+    metadata = preflight(settings.endpoint.stats_url(), settings.model, workload)
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings = _with_generation_shape(settings.model_copy(update={"outputs": settings.outputs or outputs}))
+    settings = _with_served_model(settings, metadata)
     workload.save(settings.workload_path)
     scraper = ServerScraper(settings.endpoint, settings.model, scrape_interval_s).start()
     try:
