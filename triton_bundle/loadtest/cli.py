@@ -399,9 +399,10 @@ def compare_command(
             ms(row.p99_ms),
         )
     console.print(table)
+    console.print(result.verdict())
     console.print(
-        "[dim]Same concurrency and batch size; Locust's clients are Python (gevent), perf_analyzer's C++, "
-        "so on a CPU-bound client host Locust reaches a lower rate.[/]"
+        "[dim]Same concurrency and batch size; Locust's clients are Python (gevent), perf_analyzer's C++: "
+        "on a CPU-bound client host give Locust more processes (--workers N, Locust's --processes).[/]"
     )
 
 
