@@ -325,7 +325,15 @@ class RepositorySpec(_Strict):
     target: Literal["local", "nvidia", "cpu-container", "trtllm"] = "local"
     max_batch_size: Annotated[int, Field(ge=0)] = 32
     max_queue_delay_us: Annotated[int, Field(ge=0)] = 2000
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list,
+        description="the tensor model's dynamic batcher runs a batch of these sizes without waiting "
+        "(empty: waits up to max_queue_delay_us to fill max_batch_size); `triton-bundle tune` picks them",
+    )
     instances: Annotated[int, Field(ge=1)] = 1
+    intra_op_threads: Annotated[int, Field(ge=0)] = Field(
+        0, description="local target: onnxruntime threads per instance (0: the cores split among instances)"
+    )
     precision: Literal["fp32", "fp16", "int8", "int8-dynamic"] = "fp32"
     warmup: bool = True
     response_cache: bool = False
