@@ -10,15 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, open_spec, print_path
+from triton_bundle.cli_common import ForceOpt, SpecArg, WorkdirOpt, console, open_spec, print_path
 from triton_bundle.loadtest.settings import Protocol
 from triton_bundle.loadtest.stage import Overrides
 from triton_bundle.loadtest.tune import TuneResult, TuneSpace, TuneUsageError, pick_best
-
-console = Console()
 
 
 def _ints(text: str, what: str) -> list[int]:
