@@ -17,7 +17,7 @@ from torch import nn
 
 from triton_bundle.spec import ExportSpec
 
-Agreement = Literal["labels", "cosine", "tensor", "tokens"]
+Agreement = Literal["labels", "cosine", "tensor", "tokens", "images"]
 Modality = Literal["text", "vision", "tensor"]
 
 TEXT_AXES = {0: "batch", 1: "sequence"}
@@ -183,6 +183,17 @@ TASKS: dict[str, ExportTask] = {
         output_axes={"logits": {0: "batch", 1: "sequence"}},
         agreement="tokens",
         export_stage="triton_bundle.export.decoder_stage:export_decoder",
+    ),
+    "image-generation": ExportTask(
+        name="image-generation",
+        modality="tensor",
+        wrap=TensorOutputs,
+        output_names=("image",),
+        output_axes={"image": {0: "batch"}},
+        agreement="images",
+        input_axes={},
+        # latent + class in, image out; parity judged on the images at image.gate_seeds
+        export_stage="triton_bundle.imagegen.export:export_generator",
     ),
     "tensor": ExportTask(
         name="tensor",
