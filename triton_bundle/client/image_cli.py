@@ -19,7 +19,7 @@ MAX_SCALE = 64
 
 
 def generate_image_command(
-    seed: Annotated[list[int], typer.Option("--seed", "-s", help="one image per seed (repeatable)")],
+    seed: Annotated[list[int], typer.Option("--seed", help="one image per seed (repeatable)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write (a grid for several seeds)")],
     label: Annotated[
         list[int] | None,

@@ -83,6 +83,27 @@ def _cases(spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str, dict[str,
     return {f"batch {b}": {k: v[:b] for k, v in feeds.items()} for b in sizes}
 
 
+def _pin_image_dims(spec: ModelSpec, path: Path) -> None:
+    """Write the spec's per-image dims into the graph's output (a generator that reshapes with -1, like the
+    MLP family, exports them as symbolic dims, which Triton cannot batch); parity then checks the real shape."""
+    import onnx
+
+    from triton_bundle.imagegen.repository import image_dims
+
+    model = onnx.load(str(path))
+    output = next(o for o in model.graph.output if o.name == contract.GENERATED)
+    dims = output.type.tensor_type.shape.dim
+    wanted = image_dims(spec.image)[0]
+    if len(dims) != 1 + len(wanted):
+        raise ParityError(
+            f"the generator's output has {len(dims)} dims; expected [batch, {', '.join(map(str, wanted))}]"
+        )
+    for dim, value in zip(list(dims)[1:], wanted, strict=True):
+        dim.Clear()
+        dim.dim_value = value
+    onnx.save(model, str(path))
+
+
 def _compare(spec: ModelSpec, graph: nn.Module, onnx_path: Path, feeds) -> ParityReport:
     import onnxruntime as ort
 
@@ -145,6 +166,7 @@ def export_generator(spec: ModelSpec, workdir: Path, force: bool = False):
         raw = Path(scratch) / ONNX_FILE
         outcome = export_module(graph, example, raw, [contract.GENERATED], axes, opset=spec.export.opset,
                                 exporter=spec.export.exporter, fallback=spec.export.fallback)  # fmt: skip
+        _pin_image_dims(spec, raw)
         report = _compare(spec, graph, raw, feeds)
         report.exporter, report.exporter_attempts = outcome.exporter, outcome.attempts
         if not report.passed:
