@@ -93,7 +93,7 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
     from triton_bundle.client.client import TritonClient
     from triton_bundle.export.stage import export_model
     from triton_bundle.finetune import finetune
-    from triton_bundle.loadtest.cli import print_result
+    from triton_bundle.loadtest.render import print_result
     from triton_bundle.loadtest.stage import Overrides, loadtest_stage
     from triton_bundle.repository.contract import entry_model
     from triton_bundle.repository.generate import generate_repository
