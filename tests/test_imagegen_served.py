@@ -151,3 +151,18 @@ def test_generate_image_cli_writes_one_image_or_a_grid(image_server, tmp_path):
     result = runner.invoke(app, [*args, "--seed", "1", "--seed", "2", "--seed", "3", "-l", "7"])
     assert result.exit_code == 0, result.output
     assert Image.open(grid).size == (2 * 18 + 2, 2 * 18 + 2)  # 2 columns x 2 rows of 16 px + 2 px padding
+
+
+def test_locust_load_test_sends_random_seeds_and_passes_the_slo_gate(image_server):
+    """The load-test stage drives the image ensemble with a seed workload (real Locust, gRPC)."""
+    from triton_bundle.loadtest.settings import Endpoint
+    from triton_bundle.loadtest.stage import Overrides, loadtest_stage
+
+    spec, workdir, server = image_server
+    endpoint = Endpoint(
+        protocol="grpc", url=server.grpc_url, metrics_url=server.metrics_url, http_url=server.http_url
+    )
+    run = loadtest_stage(spec, workdir, Overrides(users=2, duration_s=20, max_requests=30), endpoint=endpoint)
+    assert run.client.failures == 0 and run.client.requests == 30, run.gate.explain()
+    assert run.settings.model == spec.name and run.workload_source == "random seeds"
+    assert {m.model: m.requests for m in run.server.models}.get(f"{spec.name}_latent", 0) >= 30

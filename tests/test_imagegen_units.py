@@ -50,6 +50,7 @@ def test_quality_metrics_separate_identical_from_noisy_images():
     assert 10 < worse.psnr_db < 30 and worse.ssim < 0.99
 
 
+@pytest.mark.slow  # trains the classifier (~10 s)
 def test_digits_split_and_classifier_recognise_held_out_digits():
     from triton_bundle.imagegen.classifier import digit_classifier
     from triton_bundle.imagegen.digits import load_digit_images
@@ -81,3 +82,17 @@ def test_spec_requires_an_image_section_for_image_tasks(tmp_path):
     path.write_text("name: c\ntask: text-classification\nsource: {path: x}\n")
     with pytest.raises(SpecError, match="'data' is required"):
         load_spec(path)
+
+
+def test_the_seed_workload_draws_fresh_int64_seeds_and_known_classes():
+    import random
+
+    from fixtures.imagegen import tiny_spec
+
+    from triton_bundle.loadtest.workload import workload_for
+
+    workload = workload_for(tiny_spec("conv"))
+    assert workload.kind == "seed" and workload.expected_inputs() == {"seed": "INT64", "class_label": "INT64"}
+    seed, label = workload.make_batch(random.Random(0), 5)
+    assert seed.array.shape == (5, 1) and seed.array.dtype == np.int64 and len(set(seed.array.ravel())) == 5
+    assert label.array.dtype == np.int64 and 0 <= label.array.min() and label.array.max() < 10
