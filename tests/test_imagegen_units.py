@@ -95,4 +95,4 @@ def test_the_seed_workload_draws_fresh_int64_seeds_and_known_classes():
     assert workload.kind == "seed" and workload.expected_inputs() == {"seed": "INT64", "class_label": "INT64"}
     seed, label = workload.make_batch(random.Random(0), 5)
     assert seed.array.shape == (5, 1) and seed.array.dtype == np.int64 and len(set(seed.array.ravel())) == 5
-    assert label.array.dtype == np.int64 and 0 <= label.array.min() and label.array.max() < 10
+    assert label.array.dtype == np.int64 and label.array.min() >= 0 and label.array.max() < 10
