@@ -7,7 +7,6 @@ measured under the SLOs, and that the winner is the best passing trial, written 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -70,20 +69,32 @@ def _served_batching(trial: TuneTrial, model: str):
     return config.dynamic_batching, sum(g.count for g in config.instance_group)
 
 
+def _tiny(root: Path, arch: str, task: str) -> tuple[ModelSpec, Path]:
+    """A 2-layer model made from a config (MiniLM's vocabulary), exported with parity, in a workdir."""
+    from fixtures.export_builders import make_spec, save_text_checkpoint, write_texts
+
+    from triton_bundle.export.stage import export_model
+
+    checkpoint = save_text_checkpoint(root / f"{arch}-checkpoint", arch, task)
+    spec = make_spec(
+        root, name=f"tiny-{arch}", task=task, source={"path": str(checkpoint)},
+        data={"eval": str(write_texts(root / "eval.jsonl", count=40))},
+    )  # fmt: skip
+    export_model(spec, root / "work")
+    return spec, root / "work"
+
+
 @pytest.mark.slow
-def test_tune_classifier_serves_each_option_and_writes_the_winner_back(
-    demo_spec: ModelSpec, demo_workdir: Path, tmp_path: Path
-):
-    workdir = tmp_path / "work"
-    shutil.copytree(demo_workdir, workdir)
-    before = Manifest.load(workdir, demo_spec.name).stages.get("repository")
+def test_tune_classifier_serves_each_option_and_writes_the_winner_back(tmp_path: Path):
+    spec, workdir = _tiny(tmp_path, "bert", "text-classification")
+    before = Manifest.load(workdir, spec.name).stages.get("repository")
     space = TuneSpace(max_queue_delay_us=[0, 1000], preferred_batch_sizes=[[4]], instances=[1])
     result = tune_stage(
-        demo_spec, workdir, space, overrides=Overrides(users=2, duration_s=2, max_requests=400), slo=LOOSE
+        spec, workdir, space, overrides=Overrides(users=2, duration_s=2, max_requests=400), slo=LOOSE
     )
     assert len(result.trials) == 2 and all(t.rps > 0 and t.passed for t in result.trials)
     for trial, delay in zip(result.trials, (0, 1000), strict=True):
-        batching, instances = _served_batching(trial, f"{demo_spec.name}_model")
+        batching, instances = _served_batching(trial, f"{spec.name}_model")
         assert (batching.max_queue_delay_microseconds, list(batching.preferred_batch_size)) == (delay, [4])
         assert instances == 1 and trial.queue_ms is not None and trial.compute_ms is not None
     best = pick_best(result.trials)
@@ -93,21 +104,18 @@ def test_tune_classifier_serves_each_option_and_writes_the_winner_back(
     snippet = yaml.safe_load((out / "spec_snippet.yaml").read_text())
     spec_repository = RepositorySpec.model_validate({**snippet["repository"]})
     assert spec_repository.max_queue_delay_us == best.options.max_queue_delay_us
-    assert RepositoryOptions.from_spec(demo_spec.model_copy(update={"repository": spec_repository})) \
-        .preferred_batch_sizes == [4]  # fmt: skip
+    tuned = spec.model_copy(update={"repository": spec_repository})
+    assert RepositoryOptions.from_spec(tuned).preferred_batch_sizes == [4]
     assert json.loads((out / "tune.json").read_text())["best"] == best.options.model_dump()
     assert "| 2 |" in (out / "tune.md").read_text()
-    manifest = Manifest.load(workdir, demo_spec.name)
+    manifest = Manifest.load(workdir, spec.name)
     assert manifest.require("tune", "triton-bundle tune").passed
     assert manifest.stages.get("repository") == before  # the trials' repositories are not recorded
 
 
 @pytest.mark.slow
-def test_tune_embedding_model_with_two_instances(demo_spec: ModelSpec, demo_workdir: Path, tmp_path: Path):
-    from test_repository_generate import _embedding_workdir  # a second family: a real tiny embedder
-
-    checkpoint = Manifest.load(demo_workdir, demo_spec.name).stages["export"].artifact("checkpoint")
-    spec, workdir = _embedding_workdir(demo_spec, checkpoint, tmp_path)
+def test_tune_embedding_model_with_two_instances(tmp_path: Path):
+    spec, workdir = _tiny(tmp_path, "distilbert", "feature-extraction")
     space = TuneSpace(max_queue_delay_us=[500], instances=[2], intra_op_threads=[1])
     result = tune_stage(
         spec, workdir, space, overrides=Overrides(users=2, duration_s=2, max_requests=300), slo=LOOSE
