@@ -184,6 +184,16 @@ TASKS: dict[str, ExportTask] = {
         agreement="tokens",
         export_stage="triton_bundle.export.decoder_stage:export_decoder",
     ),
+    "diffusion": ExportTask(
+        name="diffusion",
+        modality="vision",  # a diffusers checkpoint directory (source.kind huggingface)
+        wrap=TensorOutputs,  # unused: the UNet's export stage wraps it (diffusion.unet.UNetForExport)
+        output_names=("noise_pred",),
+        output_axes={"noise_pred": {0: "batch"}},
+        agreement="tensor",
+        input_axes={},
+        export_stage="triton_bundle.diffusion.export_stage:export_diffusion",
+    ),
     "tensor": ExportTask(
         name="tensor",
         modality="tensor",
