@@ -17,7 +17,7 @@ from torch import nn
 
 from triton_bundle.spec import ExportSpec
 
-Agreement = Literal["labels", "cosine", "tensor", "tokens"]
+Agreement = Literal["labels", "cosine", "tensor", "tokens", "images"]
 Modality = Literal["text", "vision", "tensor"]
 
 TEXT_AXES = {0: "batch", 1: "sequence"}
@@ -193,6 +193,17 @@ TASKS: dict[str, ExportTask] = {
         agreement="tensor",
         input_axes={},
         export_stage="triton_bundle.diffusion.export_stage:export_diffusion",
+    ),
+    "image-generation": ExportTask(
+        name="image-generation",
+        modality="tensor",
+        wrap=TensorOutputs,
+        output_names=("image",),
+        output_axes={"image": {0: "batch"}},
+        agreement="images",
+        input_axes={},
+        # latent + class in, image out; parity judged on the images at image.gate_seeds
+        export_stage="triton_bundle.imagegen.export:export_generator",
     ),
     "tensor": ExportTask(
         name="tensor",

@@ -433,6 +433,10 @@ def plan_for(spec: ModelSpec, options: RepositoryOptions, sources: ModelSources)
         from triton_bundle.repository.generation import generation_plan
 
         return generation_plan(spec, options, sources)
+    if spec.task == "image-generation":  # seed -> latent -> generator -> PNG
+        from triton_bundle.imagegen.repository import image_plan
+
+        return image_plan(spec, options, sources)
     if spec.task in TEXT_TASKS:
         return text_plan(spec, options, sources)
     if spec.task == "image-classification":
