@@ -67,7 +67,7 @@ def load_unet(checkpoint: Path):
             f"{checkpoint} has no {UNET_DIR}/config.json: expected a diffusion checkpoint "
             "(run: triton-bundle finetune SPEC)"
         )
-    return UNet2DModel.from_pretrained(path, use_safetensors=True).eval()
+    return UNet2DModel.from_pretrained(path, use_safetensors=True, low_cpu_mem_usage=False).eval()
 
 
 def load_scheduler(checkpoint: Path):

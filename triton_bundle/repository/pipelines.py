@@ -433,6 +433,10 @@ def plan_for(spec: ModelSpec, options: RepositoryOptions, sources: ModelSources)
         from triton_bundle.repository.generation import generation_plan
 
         return generation_plan(spec, options, sources)
+    if spec.task == "diffusion":  # seed -> DDIM loop (BLS to the UNet) -> PNG
+        from triton_bundle.diffusion.repository import diffusion_plan
+
+        return diffusion_plan(spec, options, sources)
     if spec.task == "image-generation":  # seed -> latent -> generator -> PNG
         from triton_bundle.imagegen.repository import image_plan
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ MAX_SEED = 2**63 - 1
 def _load_ddim(version_dir: Path):
     spec = importlib.util.spec_from_file_location("triton_bundle_ddim", version_dir / "ddim.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 
