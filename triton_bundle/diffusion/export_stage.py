@@ -182,7 +182,7 @@ def _record(spec, workdir, manifest, checkpoint, outcome, report, image_psnr, la
             },
             details={
                 "task": spec.task,
-                "modality": "image",
+                "modality": "vision",  # the task registry's: a checkpoint directory, precision variants apply
                 "exporter": outcome.exporter,
                 "exporter_requested": spec.export.exporter,
                 "opset": outcome.opset,
