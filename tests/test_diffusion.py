@@ -28,7 +28,9 @@ def _reference(spec, workdir, seeds, labels, steps):
     """diffusers' DDIMScheduler + the PyTorch UNet, from the same seed-drawn noise: uint8 HWC."""
     checkpoint = Manifest.load(workdir, spec.name).stages["export"].artifact("checkpoint")
     noise = latents_for_seeds(seeds, spec.image.latent_shape)
-    images = du.diffusers_sample(du.load_unet(checkpoint), du.load_scheduler(checkpoint), noise, np.array(labels), steps)
+    images = du.diffusers_sample(
+        du.load_unet(checkpoint), du.load_scheduler(checkpoint), noise, np.array(labels), steps
+    )
     return to_uint8(images, spec.image.value_range)
 
 
@@ -43,9 +45,13 @@ def test_checkpoint_is_safetensors_and_export_parity_holds(diffusion_workdir):
     assert record.metrics["max_abs"] <= spec.export.tolerances.max_abs
     assert record.metrics["image_psnr_db"] >= spec.image.min_parity_psnr_db
     report = json.loads(record.artifact("report").read_text())
-    assert report["passed"] and {c.split()[0] for c in report["cases"]} == {f"t={t}" for t in spec.diffusion.parity_timesteps}
+    assert report["passed"] and {c.split()[0] for c in report["cases"]} == {
+        f"t={t}" for t in spec.diffusion.parity_timesteps
+    }
     graph = onnx.load(str(record.artifact("onnx")))
-    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.graph.input}
+    dims = {
+        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.graph.input
+    }
     assert dims == {"sample": ["batch", 1, 16, 16], "timestep": ["batch", 1], "class_labels": ["batch", 1]}
 
 
@@ -67,13 +73,22 @@ def test_concurrent_requests_with_different_steps_each_get_their_own_image(diffu
     client = ImageGenerator(f"grpc://{server.grpc_url}")
     asks = [(seed, seed % 10, steps) for seed, steps in zip(range(10, 16), [2, 5, 8, 2, 12, 1], strict=True)]
     with ThreadPoolExecutor(len(asks)) as pool:
-        results = list(pool.map(lambda a: client.generate_arrays(spec.name, [a[0]], class_labels=[a[1]], steps=a[2]), asks))
+        results = list(
+            pool.map(
+                lambda a: client.generate_arrays(spec.name, [a[0]], class_labels=[a[1]], steps=a[2]), asks
+            )
+        )
     for (seed, label, steps), got in zip(asks, results, strict=True):
-        assert psnr(_reference(spec, workdir, [seed], [label], steps), got.pixels) >= spec.image.min_parity_psnr_db
+        assert (
+            psnr(_reference(spec, workdir, [seed], [label], steps), got.pixels)
+            >= spec.image.min_parity_psnr_db
+        )
 
 
 def _infer(server, spec, inputs):
-    return requests.post(f"http://{server.http_url}/v2/models/{spec.name}/infer", json={"inputs": inputs}, timeout=60)
+    return requests.post(
+        f"http://{server.http_url}/v2/models/{spec.name}/infer", json={"inputs": inputs}, timeout=60
+    )
 
 
 def _tensor(name, datatype, values):
@@ -98,7 +113,9 @@ def test_bad_requests_get_400_and_the_server_stays_ready(diffusion_server):
     assert requests.get(f"http://{server.http_url}/v2/health/ready", timeout=10).status_code == 200
     with pytest.raises(InvalidInputError, match="unknown class label 12"):
         ImageGenerator(f"http://{server.http_url}").generate_arrays(spec.name, [1], class_labels=[12])
-    good = ImageGenerator(f"http://{server.http_url}").generate_arrays(spec.name, [1], class_labels=[1], steps=2)
+    good = ImageGenerator(f"http://{server.http_url}").generate_arrays(
+        spec.name, [1], class_labels=[1], steps=2
+    )
     assert good.pixels.shape == (1, 16, 16, 1)
 
 

@@ -20,7 +20,9 @@ def _scheduler(beta_schedule: str):
 
 def _fake_unet(x, t, labels):
     """A deterministic stand-in for the UNet's noise prediction that depends on every input."""
-    return np.tanh(x * 0.7 + t.reshape(-1, 1, 1, 1) / 1000.0 - labels.reshape(-1, 1, 1, 1) * 0.05).astype(np.float32)
+    return np.tanh(x * 0.7 + t.reshape(-1, 1, 1, 1) / 1000.0 - labels.reshape(-1, 1, 1, 1) * 0.05).astype(
+        np.float32
+    )
 
 
 @pytest.mark.parametrize("beta_schedule", ["linear", "squaredcos_cap_v2"])

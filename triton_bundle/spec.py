@@ -425,7 +425,7 @@ class DiffusionSpec(_Strict):
     norm_num_groups: Annotated[int, Field(ge=1)] = 8
     num_train_timesteps: Annotated[int, Field(ge=10)] = 1000
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
-    train_steps: Annotated[int, Field(ge=1)] = Field(1500, description="optimizer steps (batches) of training")
+    train_steps: Annotated[int, Field(ge=1)] = Field(1000, description="optimizer steps (batches)")
     batch_size: Annotated[int, Field(ge=1)] = 64
     learning_rate: Annotated[float, Field(gt=0)] = 2e-3
     threads: Annotated[int, Field(ge=1)] = Field(1, description="torch CPU threads while training")

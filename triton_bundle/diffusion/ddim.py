@@ -75,7 +75,9 @@ class DDIMSchedule:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
 
-def sample(unet, schedule: DDIMSchedule, noise: np.ndarray, labels: np.ndarray, steps: np.ndarray) -> np.ndarray:
+def sample(
+    unet, schedule: DDIMSchedule, noise: np.ndarray, labels: np.ndarray, steps: np.ndarray
+) -> np.ndarray:
     """Denoise `noise` [B, C, H, W]; row i takes steps[i] steps. `unet(x, t [B, 1], labels [B, 1]) -> eps`.
 
     Rows with fewer steps finish early and drop out of later UNet calls, so one loop serves requests

@@ -81,17 +81,23 @@ def image_parity(spec: ModelSpec, unet, scheduler, session, labels: list[str], s
     seeds, classes = gate_inputs(spec, len(labels))
     noise = latents_for_seeds(seeds.tolist(), spec.image.latent_shape)
     reference = du.diffusers_sample(unet, scheduler, noise, classes, steps)
-    served = sample(du.ort_unet_fn(session), du.ddim_schedule(scheduler), noise, classes, np.full(len(seeds), steps))
+    served = sample(
+        du.ort_unet_fn(session), du.ddim_schedule(scheduler), noise, classes, np.full(len(seeds), steps)
+    )
     low_high = spec.image.value_range
     return psnr(to_uint8(reference, low_high), to_uint8(served, low_high))
 
 
-def _verify(spec, unet, scheduler, wrapper, onnx_path: Path, exporter: str, labels) -> tuple[ParityReport, float]:
+def _verify(
+    spec, unet, scheduler, wrapper, onnx_path: Path, exporter: str, labels
+) -> tuple[ParityReport, float]:
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rows = _unet_rows(spec, wrapper, session, len(labels))
     image_psnr = image_parity(spec, unet, scheduler, session, labels, spec.diffusion.steps)
     failures = [
-        f"{r.case}: max abs {r.max_abs:.3g} > {spec.export.tolerances.max_abs:g}" for r in rows if not r.within_tolerance
+        f"{r.case}: max abs {r.max_abs:.3g} > {spec.export.tolerances.max_abs:g}"
+        for r in rows
+        if not r.within_tolerance
     ]
     if image_psnr < spec.image.min_parity_psnr_db:
         failures.append(
@@ -122,7 +128,11 @@ def export_diffusion(spec: ModelSpec, workdir: Path, force: bool = False) -> Exp
     check_overwrite(target / ONNX_FILE, force)
     manifest = Manifest.load(workdir, spec.name)
     checkpoint = checkpoint_path(spec, manifest)
-    unet, scheduler, labels = du.load_unet(checkpoint), du.load_scheduler(checkpoint), du.load_labels(checkpoint)
+    unet, scheduler, labels = (
+        du.load_unet(checkpoint),
+        du.load_scheduler(checkpoint),
+        du.load_labels(checkpoint),
+    )
     wrapper = du.UNetForExport(unet).eval()
     # Batch 2 at a mid timestep: no dynamic dim of size 0 or 1 for the tracer to specialise.
     example = unet_feeds(spec, 2, spec.diffusion.num_train_timesteps // 2, len(labels))

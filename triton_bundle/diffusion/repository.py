@@ -1,12 +1,12 @@
 """diffusion repositories: seed (+ class label, steps) -> DDIM loop calling the UNet (BLS) -> PNG, one ensemble.
 
-    <name>          ensemble: seed INT64 [1], class_label INT64 [1] and steps INT32 [1] (optional)
-                    -> IMAGE (PNG bytes), IMAGE_ARRAY (uint8 HWC)
-    <name>_sampler  Python: draws each seed's noise (imagegen.seeds' generator), runs the denoising loop
-                    for every request of its batch together, calling <name>_model once per step (BLS)
-    <name>_model    the UNet (onnxruntime in Python locally, a TensorRT plan on the nvidia target), with
-                    its own dynamic batcher: concurrent loops' steps meet there and run as one batch
-    <name>_png      Python: float image -> uint8 -> PNG bytes (the image-generation postprocess)
+<name>          ensemble: seed INT64 [1], class_label INT64 [1] and steps INT32 [1] (optional)
+                -> IMAGE (PNG bytes), IMAGE_ARRAY (uint8 HWC)
+<name>_sampler  Python: draws each seed's noise (imagegen.seeds' generator), runs the denoising loop
+                for every request of its batch together, calling <name>_model once per step (BLS)
+<name>_model    the UNet (onnxruntime in Python locally, a TensorRT plan on the nvidia target), with
+                its own dynamic batcher: concurrent loops' steps meet there and run as one batch
+<name>_png      Python: float image -> uint8 -> PNG bytes (the image-generation postprocess)
 """
 
 from __future__ import annotations
@@ -21,8 +21,15 @@ from triton_bundle.diffusion import unet as du
 from triton_bundle.imagegen import contract as image
 from triton_bundle.imagegen.repository import image_dims, png_config
 from triton_bundle.repository import contract
-from triton_bundle.repository.configs import PYTHON_BACKEND, Step, _base, _batching, _cpu_instances, _param
-from triton_bundle.repository.configs import ensemble_config
+from triton_bundle.repository.configs import (
+    PYTHON_BACKEND,
+    Step,
+    _base,
+    _batching,
+    _cpu_instances,
+    _param,
+    ensemble_config,
+)
 from triton_bundle.repository.layout import ModelFiles, python_model_source
 from triton_bundle.repository.options import RepositoryOptions
 from triton_bundle.repository.sources import ModelSources, RepositoryError
@@ -71,7 +78,9 @@ def _check_graph(graph) -> None:
 
 def _schedule_json(checkpoint: Path | None) -> str:
     if checkpoint is None:
-        raise RepositoryError("no diffusion checkpoint recorded: run triton-bundle finetune / export SPEC first")
+        raise RepositoryError(
+            "no diffusion checkpoint recorded: run triton-bundle finetune / export SPEC first"
+        )
     return du.ddim_schedule(du.load_scheduler(checkpoint)).to_json()
 
 
@@ -117,7 +126,10 @@ def diffusion_plan(spec: ModelSpec, options: RepositoryOptions, sources: ModelSo
         ModelFiles(ensemble),
         sampler,
         tensor,
-        ModelFiles(png_config(names["postprocess"], options, spec.image), {"1/model.py": python_model_source("image_png")}),
+        ModelFiles(
+            png_config(names["postprocess"], options, spec.image),
+            {"1/model.py": python_model_source("image_png")},
+        ),
     ]
     cfg = spec.diffusion
     notes = [

@@ -100,7 +100,9 @@ def finetune_diffusion(spec: ModelSpec, workdir: Path, force: bool = False) -> D
         raise DiffusionTrainingError(f"the digits have 10 classes; spec.labels lists {len(labels)}")
     data = load_digit_images(spec.image.height, "train")
     if spec.image.channels != 1 or spec.image.height != spec.image.width:
-        raise DiffusionTrainingError("the digits are square single-channel images: set channels 1, height = width")
+        raise DiffusionTrainingError(
+            "the digits are square single-channel images: set channels 1, height = width"
+        )
     torch.manual_seed(cfg.seed)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)

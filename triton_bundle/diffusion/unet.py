@@ -124,7 +124,9 @@ def torch_unet_fn(unet):
 
     def run(x, t, labels):
         with torch.no_grad():
-            out = unet(torch.from_numpy(x), torch.from_numpy(t[:, 0]), class_labels=torch.from_numpy(labels[:, 0]))
+            out = unet(
+                torch.from_numpy(x), torch.from_numpy(t[:, 0]), class_labels=torch.from_numpy(labels[:, 0])
+            )
         return out.sample.numpy()
 
     return run

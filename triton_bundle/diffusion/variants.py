@@ -80,7 +80,9 @@ def _calibration(ctx: _Sampler, fp32: Path) -> CalibrationSet:
     batches: list = []
     calib.pixels(fp32, record=batches)
     source = f"UNet inputs of FP32's {ctx.spec.diffusion.steps}-step loop, seeds {seeds[0]}..{seeds[-1]}"
-    return CalibrationSet(batches, source, samples * ctx.spec.diffusion.steps, ctx.spec.precision.calibration.method)
+    return CalibrationSet(
+        batches, source, samples * ctx.spec.diffusion.steps, ctx.spec.precision.calibration.method
+    )
 
 
 @dataclass
@@ -102,7 +104,11 @@ class _Gate:
         notes = [
             f"{quality.images} images ({self.spec.diffusion.steps} DDIM steps, gate seeds) vs FP32: PSNR "
             f"{quality.psnr_db:.1f} dB (worst {quality.min_psnr_db:.1f}), SSIM {quality.ssim:.4f}"
-            + ("" if quality.class_agreement is None else f", classifier agreement {quality.class_agreement:.2%}"),
+            + (
+                ""
+                if quality.class_agreement is None
+                else f", classifier agreement {quality.class_agreement:.2%}"
+            ),
             *fields.pop("notes", []),
         ]
         if not gate.passed:
@@ -156,7 +162,9 @@ def steps_table(spec: ModelSpec, fp32: Path, sampler: _Sampler, classifier) -> l
     rows = []
     for steps, (pixels, seconds) in timed.items():
         quality = compare_images(reference, pixels)
-        agreement = float((classifier.predict(pixels) == sampler.classes).mean()) if classifier else float("nan")
+        agreement = (
+            float((classifier.predict(pixels) == sampler.classes).mean()) if classifier else float("nan")
+        )
         rows.append(StepsRow(steps=steps, psnr_db=min(quality.psnr_db, 100.0), ssim=quality.ssim,
                              class_agreement=agreement, seconds_per_image=seconds))  # fmt: skip
     return rows
@@ -180,7 +188,14 @@ def steps_markdown(rows: list[StepsRow]) -> str:
 def make_diffusion_variants(spec: ModelSpec, workdir: Path, wanted: list[str]):
     """Build, gate, publish and record the UNet's variants, and write the steps table (precision stage)."""
     from triton_bundle.imagegen.classifier import digit_classifier
-    from triton_bundle.precision.stage import PRECISION_DIR, Fp32Summary, PrecisionResult, _Built, _publish, _record
+    from triton_bundle.precision.stage import (
+        PRECISION_DIR,
+        Fp32Summary,
+        PrecisionResult,
+        _Built,
+        _publish,
+        _record,
+    )
 
     manifest = Manifest.load(workdir, spec.name)
     export = manifest.require("export", "triton-bundle export SPEC")

@@ -119,7 +119,12 @@ class TritonPythonModel:
             rows = [r for _, r in parsed]
             seeds = np.concatenate([r.seeds for r in rows])
             noise = np.stack(
-                [np.random.Generator(np.random.PCG64(int(s))).standard_normal(self.latent_shape, dtype=np.float32) for s in seeds]
+                [
+                    np.random.Generator(np.random.PCG64(int(s))).standard_normal(
+                        self.latent_shape, dtype=np.float32
+                    )
+                    for s in seeds
+                ]
             )
             try:
                 images = self.sample(
@@ -144,5 +149,7 @@ class TritonPythonModel:
             if index in errors:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(*errors[index])))
             else:
-                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(IMAGE_OUT, images[slices[index]])]))
+                responses.append(
+                    pb_utils.InferenceResponse([pb_utils.Tensor(IMAGE_OUT, images[slices[index]])])
+                )
         return responses
