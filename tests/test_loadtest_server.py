@@ -153,7 +153,7 @@ def test_grpc_run_stops_at_the_request_cap(triton, spec, tmp_path: Path):
     assert result.client.failures == 0
     assert result.server.models[0].requests >= 150
     # The summary a person reads keeps the model names, metrics and report paths whole at 80 columns.
-    from triton_bundle.loadtest.cli import print_result
+    from triton_bundle.loadtest.render import print_result
 
     out = Console(width=80, record=True, file=io.StringIO(), color_system=None)
     print_result(result, out=out)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+# Re-exported: the stage CLIs take every shared helper from here.
+from triton_bundle.render import console, print_path, titled_table  # noqa: F401
 from triton_bundle.spec import ModelSpec, load_spec
 
-console = Console()
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 SpecArg = Annotated[
     Path, typer.Argument(metavar="SPEC", help="the model's spec file (YAML)", show_default=False)
@@ -27,13 +31,38 @@ def open_spec(spec_path: Path, workdir: Path | None) -> tuple[ModelSpec, Path]:
     return spec, Path(workdir) if workdir else spec.default_workdir()
 
 
-def print_path(label: str, path: object, out: Console | None = None) -> None:
-    """`label path` on a line of its own, never wrapped or cut at the terminal width: people copy it."""
-    from rich.markup import escape
+def option_groups(command: Command) -> Command:
+    """Let a command take a dataclass of options (an option group) as one parameter.
 
-    (out or console).print(f"{label} {escape(str(path))}", soft_wrap=True, highlight=False)
+    Typer reads a command's options from its signature. Each parameter annotated with a dataclass whose
+    fields are typer options (`url: UrlOpt = None`) is shown to typer as those fields, in place; the
+    command is then called with the dataclass built from them. Commands that share options declare
+    the group once instead of repeating each option.
+    """
+    hints = get_type_hints(command, include_extras=True)
+    params: list[inspect.Parameter] = []
+    groups: dict[str, tuple[type, list[str]]] = {}
+    for param in inspect.signature(command).parameters.values():
+        annotation = hints.get(param.name, param.annotation)
+        if not (isinstance(annotation, type) and dataclasses.is_dataclass(annotation)):
+            params.append(param.replace(annotation=annotation))
+            continue
+        field_hints = get_type_hints(annotation, include_extras=True)
+        fields = dataclasses.fields(annotation)
+        groups[param.name] = (annotation, [f.name for f in fields])
+        params += [
+            inspect.Parameter(
+                f.name, param.POSITIONAL_OR_KEYWORD, default=f.default, annotation=field_hints[f.name]
+            )
+            for f in fields
+        ]
 
+    @functools.wraps(command)
+    def grouped(**values: Any) -> Any:
+        for name, (group, fields) in groups.items():
+            values[name] = group(**{field: values.pop(field) for field in fields})
+        return command(**values)
 
-def titled_table(title: str, **options: object) -> Table:
-    """A table at least as wide as its title (up to 80 columns), so narrow tables keep it on one line."""
-    return Table(title=title, min_width=min(len(title) + 4, 80), **options)
+    grouped.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    grouped.__annotations__ = {p.name: p.annotation for p in params}
+    return grouped  # type: ignore[return-value]

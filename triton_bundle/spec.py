@@ -100,10 +100,12 @@ class ImageTrainSpec(_Strict):
     """image-generation: how the class-conditional generator trains (finetune.image)."""
 
     kl_weight: Annotated[float, Field(ge=0)] = Field(
-        0.5, description="weight of the KL term that shapes the latent into N(0, 1) (the decoder is the generator)"
+        0.5,
+        description="weight of the KL term that shapes the latent into N(0, 1) (the decoder is the generator)",
     )
     adversarial_weight: Annotated[float, Field(ge=0)] = Field(
-        0.05, description="weight of the non-saturating GAN loss from a small conditional discriminator (0: off)"
+        0.05,
+        description="weight of the non-saturating GAN loss from a small conditional discriminator (0: off)",
     )
     threads: Annotated[int, Field(ge=1)] = Field(1, description="torch CPU threads while training")
 
@@ -135,7 +137,9 @@ class SourceSpec(_Strict):
 class ImageSpec(_Strict):
     """image-generation / diffusion: what the generator makes and which seeds every check uses."""
 
-    dataset: Literal["digits"] = Field("digits", description="scikit-learn's load_digits, upscaled (no download)")
+    dataset: Literal["digits"] = Field(
+        "digits", description="scikit-learn's load_digits, upscaled (no download)"
+    )
     channels: Annotated[int, Field(ge=1)] = 1
     height: Annotated[int, Field(ge=8)] = 16
     width: Annotated[int, Field(ge=8)] = 16
@@ -148,7 +152,9 @@ class ImageSpec(_Strict):
         default_factory=lambda: list(range(40)),
         description="seeds export parity and the precision gates compare images at (class = seed % classes)",
     )
-    min_parity_psnr_db: float = Field(60.0, description="export / serving parity: PSNR of ONNX vs PyTorch images")
+    min_parity_psnr_db: float = Field(
+        60.0, description="export / serving parity: PSNR of ONNX vs PyTorch images"
+    )
 
     @model_validator(mode="after")
     def _ordered_range(self) -> ImageSpec:
@@ -239,7 +245,8 @@ class AccuracyBudget(_Strict):
         0.95, description="image generators: mean SSIM vs the FP32 images at image.gate_seeds"
     )
     min_class_agreement: Annotated[float, Field(ge=0, le=1)] = Field(
-        0.95, description="class-conditional generators: share of images the digit classifier labels as FP32's"
+        0.95,
+        description="class-conditional generators: share of images the digit classifier labels as FP32's",
     )
     min_next_token_agreement: Annotated[float, Field(ge=0, le=1)] = Field(
         0.95, description="text-generation: teacher-forced top-1 next-token agreement with FP32"

@@ -60,7 +60,9 @@ def request_arrays(
     if labels is not None:
         arrays[contract.CLASS_LABEL] = np.array(labels, dtype=np.int64).reshape(-1, 1)
     if steps is not None:
-        arrays[contract.STEPS] = np.array(_column(steps, len(checked), "steps"), dtype=np.int32).reshape(-1, 1)
+        arrays[contract.STEPS] = np.array(_column(steps, len(checked), "steps"), dtype=np.int32).reshape(
+            -1, 1
+        )
     return arrays
 
 
@@ -83,11 +85,17 @@ class ImageGenerator:
         if self._client is None:
             module = self._module()
             kwargs = {"network_timeout": self.timeout_s} if self.endpoint.protocol == "http" else {}
-            self._client = module.InferenceServerClient(self.endpoint.address, ssl=self.endpoint.ssl, **kwargs)
+            self._client = module.InferenceServerClient(
+                self.endpoint.address, ssl=self.endpoint.ssl, **kwargs
+            )
         return self._client
 
     def generate_arrays(
-        self, model: str, seeds: Sequence[int], class_labels: Sequence[int] | int | None = None, steps: int | None = None
+        self,
+        model: str,
+        seeds: Sequence[int],
+        class_labels: Sequence[int] | int | None = None,
+        steps: int | None = None,
     ) -> GeneratedImages:
         from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
@@ -108,7 +116,11 @@ class ImageGenerator:
         return GeneratedImages(png=png, pixels=np.stack([decode_png(p) for p in png]), seconds=seconds)
 
     def generate_images(
-        self, model: str, seeds: Sequence[int], class_labels: Sequence[int] | int | None = None, steps: int | None = None
+        self,
+        model: str,
+        seeds: Sequence[int],
+        class_labels: Sequence[int] | int | None = None,
+        steps: int | None = None,
     ) -> list:
         """One PIL image per seed (mode L for one channel, RGB for three)."""
         return self.generate_arrays(model, seeds, class_labels, steps).pil()

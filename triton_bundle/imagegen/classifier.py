@@ -25,7 +25,9 @@ class DigitClassifier:
 
     def _features(self, pixels: np.ndarray) -> np.ndarray:
         if pixels.shape[1:] != (self.size, self.size, 1):
-            raise ValueError(f"the classifier takes uint8 [B, {self.size}, {self.size}, 1], got {pixels.shape}")
+            raise ValueError(
+                f"the classifier takes uint8 [B, {self.size}, {self.size}, 1], got {pixels.shape}"
+            )
         return pixels.reshape(len(pixels), -1).astype(np.float32) / 127.5 - 1.0
 
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
@@ -51,7 +53,10 @@ def train_classifier(size: int) -> DigitClassifier:
     x = _pixels(train.images).reshape(len(train), -1).astype(np.float32) / 127.5 - 1.0
     model.fit(x, train.labels)
     classifier = DigitClassifier(
-        weights=model.coef_.T.astype(np.float32), bias=model.intercept_.astype(np.float32), size=size, heldout_accuracy=0.0
+        weights=model.coef_.T.astype(np.float32),
+        bias=model.intercept_.astype(np.float32),
+        size=size,
+        heldout_accuracy=0.0,
     )
     accuracy = float(np.mean(classifier.predict(_pixels(heldout.images)) == heldout.labels))
     return DigitClassifier(classifier.weights, classifier.bias, size, accuracy)
@@ -72,7 +77,11 @@ def digit_classifier(size: int = 16, cache_dir: Path | None = None) -> DigitClas
             return DigitClassifier(saved["weights"], saved["bias"], size, float(saved["heldout_accuracy"]))
     classifier = _cached(size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, force=True) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, weights=classifier.weights, bias=classifier.bias, heldout_accuracy=classifier.heldout_accuracy)
+    with atomic_path(path, force=True) as tmp, open(tmp, "wb") as handle:
+        np.savez(
+            handle,
+            weights=classifier.weights,
+            bias=classifier.bias,
+            heldout_accuracy=classifier.heldout_accuracy,
+        )
     return classifier

@@ -35,7 +35,9 @@ def _all_digits(size: int) -> DigitImages:
     data = load_digits()
     pixels = torch.from_numpy(data.images.astype(np.float32) / 16.0).unsqueeze(1)  # [N, 1, 8, 8] in [0, 1]
     if size != pixels.shape[-1]:
-        pixels = torch.nn.functional.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False)
+        pixels = torch.nn.functional.interpolate(
+            pixels, size=(size, size), mode="bilinear", align_corners=False
+        )
     images = (pixels.clamp(0, 1) * 2 - 1).numpy().astype(np.float32)
     return DigitImages(images=images, labels=data.target.astype(np.int64))
 

@@ -45,7 +45,11 @@ def load_generator(spec: ModelSpec, manifest: Manifest) -> tuple[nn.Module, Path
     from triton_bundle.imagegen.train import build_generator
 
     record = manifest.stages.get("finetune")
-    weights = record.artifact("weights") if record and "weights" in record.artifacts else spec.resolve(spec.source.weights)
+    weights = (
+        record.artifact("weights")
+        if record and "weights" in record.artifacts
+        else spec.resolve(spec.source.weights)
+    )
     if weights is None or not Path(weights).is_file():
         raise CheckpointError(
             f"no generator weights for '{spec.name}': run `triton-bundle finetune <spec>` or set source.weights "
@@ -54,7 +58,9 @@ def load_generator(spec: ModelSpec, manifest: Manifest) -> tuple[nn.Module, Path
     generator = build_generator(spec)
     missing, unexpected = generator.load_state_dict(load_file(str(weights)), strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{weights} does not fit {type(generator).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise CheckpointError(
+            f"{weights} does not fit {type(generator).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     return generator.eval(), Path(weights)
 
 
@@ -77,6 +83,27 @@ def _cases(spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str, dict[str,
     return {f"batch {b}": {k: v[:b] for k, v in feeds.items()} for b in sizes}
 
 
+def _pin_image_dims(spec: ModelSpec, path: Path) -> None:
+    """Write the spec's per-image dims into the graph's output (a generator that reshapes with -1, like the
+    MLP family, exports them as symbolic dims, which Triton cannot batch); parity then checks the real shape."""
+    import onnx
+
+    from triton_bundle.imagegen.repository import image_dims
+
+    model = onnx.load(str(path))
+    output = next(o for o in model.graph.output if o.name == contract.GENERATED)
+    dims = output.type.tensor_type.shape.dim
+    wanted = image_dims(spec.image)[0]
+    if len(dims) != 1 + len(wanted):
+        raise ParityError(
+            f"the generator's output has {len(dims)} dims; expected [batch, {', '.join(map(str, wanted))}]"
+        )
+    for dim, value in zip(list(dims)[1:], wanted, strict=True):
+        dim.Clear()
+        dim.dim_value = value
+    onnx.save(model, str(path))
+
+
 def _compare(spec: ModelSpec, graph: nn.Module, onnx_path: Path, feeds) -> ParityReport:
     import onnxruntime as ort
 
@@ -91,12 +118,26 @@ def _compare(spec: ModelSpec, graph: nn.Module, onnx_path: Path, feeds) -> Parit
         got = session.run([contract.GENERATED], case_feeds)[0]
         diff = float(np.abs(got - expected).max())
         rel = float((np.abs(got - expected) / (np.abs(expected) + 1e-6)).max())
-        quality = psnr(to_uint8(expected, spec.image.value_range, spec.image.layout), to_uint8(got, spec.image.value_range, spec.image.layout))
+        quality = psnr(
+            to_uint8(expected, spec.image.value_range, spec.image.layout),
+            to_uint8(got, spec.image.value_range, spec.image.layout),
+        )
         worst_psnr = min(worst_psnr, quality)
         ok = diff <= tol.max_abs and quality >= spec.image.min_parity_psnr_db
-        outputs.append(OutputParity(case=case, output=contract.GENERATED, shape=list(got.shape), max_abs=diff, max_rel=rel, within_tolerance=ok))
+        outputs.append(
+            OutputParity(
+                case=case,
+                output=contract.GENERATED,
+                shape=list(got.shape),
+                max_abs=diff,
+                max_rel=rel,
+                within_tolerance=ok,
+            )
+        )
         if not ok:
-            failures.append(f"{case}: max |diff| {diff:.2e} (limit {tol.max_abs:g}), PSNR {quality:.1f} dB (min {spec.image.min_parity_psnr_db:g})")
+            failures.append(
+                f"{case}: max |diff| {diff:.2e} (limit {tol.max_abs:g}), PSNR {quality:.1f} dB (min {spec.image.min_parity_psnr_db:g})"
+            )
     note = f"uint8 image PSNR ONNX vs PyTorch: worst {'identical' if math.isinf(worst_psnr) else f'{worst_psnr:.1f} dB'}"
     return ParityReport(
         onnx=str(onnx_path), exporter=spec.export.exporter, agreement_kind="images", cases=[o.case for o in outputs],
@@ -125,10 +166,13 @@ def export_generator(spec: ModelSpec, workdir: Path, force: bool = False):
         raw = Path(scratch) / ONNX_FILE
         outcome = export_module(graph, example, raw, [contract.GENERATED], axes, opset=spec.export.opset,
                                 exporter=spec.export.exporter, fallback=spec.export.fallback)  # fmt: skip
+        _pin_image_dims(spec, raw)
         report = _compare(spec, graph, raw, feeds)
         report.exporter, report.exporter_attempts = outcome.exporter, outcome.attempts
         if not report.passed:
-            raise ParityError(f"ONNX export of '{spec.name}' failed parity: {'; '.join(report.failures)} (nothing was written to {target})")
+            raise ParityError(
+                f"ONNX export of '{spec.name}' failed parity: {'; '.join(report.failures)} (nothing was written to {target})"
+            )
         tmp.mkdir()
         shutil.move(str(raw), str(tmp / ONNX_FILE))
         report.onnx = str(target / ONNX_FILE)
@@ -144,4 +188,6 @@ def export_generator(spec: ModelSpec, workdir: Path, force: bool = False):
         )
     )  # fmt: skip
     manifest.save(workdir)
-    return ExportResult(onnx=(target / ONNX_FILE).resolve(), report=report, report_path=(target / JSON_NAME).resolve())
+    return ExportResult(
+        onnx=(target / ONNX_FILE).resolve(), report=report, report_path=(target / JSON_NAME).resolve()
+    )

@@ -34,7 +34,9 @@ def psnr_per_image(reference: np.ndarray, test: np.ndarray) -> list[float]:
     _check(reference, test)
     out = []
     for ref, img in zip(reference, test, strict=True):
-        out.append(math.inf if np.array_equal(ref, img) else float(peak_signal_noise_ratio(ref, img, data_range=255)))
+        out.append(
+            math.inf if np.array_equal(ref, img) else float(peak_signal_noise_ratio(ref, img, data_range=255))
+        )
     return out
 
 

@@ -44,7 +44,12 @@ class ConvGenerator(nn.Module):
 
 class MLPGenerator(nn.Module):
     def __init__(
-        self, latent_dim: int = 32, num_classes: int = 10, hidden: int = 256, size: int = 16, channels: int = 1
+        self,
+        latent_dim: int = 32,
+        num_classes: int = 10,
+        hidden: int = 256,
+        size: int = 16,
+        channels: int = 1,
     ) -> None:
         super().__init__()
         self.latent_dim, self.channels, self.size = latent_dim, channels, size

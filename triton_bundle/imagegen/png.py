@@ -9,7 +9,9 @@ import numpy as np
 from PIL import Image
 
 
-def to_uint8(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0), layout: str = "NCHW") -> np.ndarray:
+def to_uint8(
+    images: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0), layout: str = "NCHW"
+) -> np.ndarray:
     """[B, C, H, W] (or NHWC) floats in value_range -> uint8 [B, H, W, C], rounded, clipped."""
     if images.ndim != 4:
         raise ValueError(f"expected a batch of images [B, C, H, W], got shape {images.shape}")

@@ -1,9 +1,9 @@
 """image-generation repositories: seed (+ class label) -> latent -> generator -> PNG, as one Triton ensemble.
 
-    <name>          ensemble: seed INT64 [1], class_label INT64 [1] (optional) -> IMAGE (PNG), IMAGE_ARRAY
-    <name>_latent   Python: draws each seed's latent server-side (imagegen.seeds' generator), checks labels
-    <name>_model    the generator graph (onnxruntime in Python locally, TensorRT plans on the nvidia target)
-    <name>_png      Python: float image -> uint8 -> PNG bytes (shared with diffusion's last step)
+<name>          ensemble: seed INT64 [1], class_label INT64 [1] (optional) -> IMAGE (PNG), IMAGE_ARRAY
+<name>_latent   Python: draws each seed's latent server-side (imagegen.seeds' generator), checks labels
+<name>_model    the generator graph (onnxruntime in Python locally, TensorRT plans on the nvidia target)
+<name>_png      Python: float image -> uint8 -> PNG bytes (shared with diffusion's last step)
 """
 
 from __future__ import annotations
@@ -12,8 +12,15 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_bundle.imagegen import contract as image
 from triton_bundle.repository import contract
-from triton_bundle.repository.configs import PYTHON_BACKEND, Step, _base, _cpu_instances, _helper_batching, _param
-from triton_bundle.repository.configs import ensemble_config
+from triton_bundle.repository.configs import (
+    PYTHON_BACKEND,
+    Step,
+    _base,
+    _cpu_instances,
+    _helper_batching,
+    _param,
+    ensemble_config,
+)
 from triton_bundle.repository.layout import ModelFiles, python_model_source
 from triton_bundle.repository.options import RepositoryOptions
 from triton_bundle.repository.sources import ModelSources, RepositoryError
@@ -48,7 +55,9 @@ def image_dims(spec: ImageSpec) -> tuple[list[int], list[int]]:
     return graph, [spec.height, spec.width, spec.channels]
 
 
-def png_config(name: str, options: RepositoryOptions, spec: ImageSpec, input_name: str = image.GENERATED) -> mc.ModelConfig:
+def png_config(
+    name: str, options: RepositoryOptions, spec: ImageSpec, input_name: str = image.GENERATED
+) -> mc.ModelConfig:
     """The PNG postprocess: `input_name` float [C, H, W] (or HWC) -> IMAGE (PNG bytes), IMAGE_ARRAY uint8."""
     config = _python(name, options)
     graph, pixels = image_dims(spec)

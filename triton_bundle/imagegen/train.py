@@ -37,7 +37,9 @@ class _Encoder(nn.Module):
     def __init__(self, pixels: int, latent_dim: int, classes: int, hidden: int = 256) -> None:
         super().__init__()
         self.embed = nn.Embedding(classes, 16)
-        self.body = nn.Sequential(nn.Linear(pixels + 16, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent_dim))
+        self.body = nn.Sequential(
+            nn.Linear(pixels + 16, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent_dim)
+        )
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.body(torch.cat([images.flatten(1), self.embed(labels)], 1)).chunk(2, dim=1)
@@ -49,7 +51,11 @@ class _Critic(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(classes, 16)
         self.body = nn.Sequential(
-            nn.Linear(pixels + 16, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1)
+            nn.Linear(pixels + 16, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, 1),
         )
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -79,7 +85,12 @@ def _step(gen, enc, critic, opts, images, labels, cfg: ImageTrainSpec) -> float:
     loss = recon + cfg.kl_weight * kl
     if cfg.adversarial_weight > 0:
         fake = gen(torch.randn_like(mu), labels)
-        loss = loss + cfg.adversarial_weight * images[0].numel() * nn.functional.softplus(-critic(fake, labels)).mean()
+        loss = (
+            loss
+            + cfg.adversarial_weight
+            * images[0].numel()
+            * nn.functional.softplus(-critic(fake, labels)).mean()
+        )
     gen_opt.zero_grad()
     loss.backward()
     gen_opt.step()
@@ -89,7 +100,7 @@ def _step(gen, enc, critic, opts, images, labels, cfg: ImageTrainSpec) -> float:
         critic_opt.zero_grad()
         critic_loss.backward()
         critic_opt.step()
-    return float(recon)
+    return float(recon.detach())
 
 
 def _train(spec: ModelSpec, gen: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -106,7 +117,9 @@ def _train(spec: ModelSpec, gen: nn.Module, images: torch.Tensor, labels: torch.
             order = torch.randperm(len(images))
             for start in range(0, len(order), cfg.batch_size):
                 batch = order[start : start + cfg.batch_size]
-                recon = _step(gen, enc, critic, (gen_opt, critic_opt), images[batch], labels[batch], image_cfg)
+                recon = _step(
+                    gen, enc, critic, (gen_opt, critic_opt), images[batch], labels[batch], image_cfg
+                )
                 advance(1, f"reconstruction {recon:.1f}")
     gen.eval()
     return time.perf_counter() - started
@@ -131,7 +144,9 @@ def finetune_image_generator(spec: ModelSpec, workdir: Path, force: bool = False
     from triton_bundle.imagegen.png import to_uint8
 
     if spec.finetune is None or spec.finetune.image is None or spec.image is None or not spec.labels:
-        raise ImageTrainError("image-generation fine-tuning needs finetune.image, an image section and labels")
+        raise ImageTrainError(
+            "image-generation fine-tuning needs finetune.image, an image section and labels"
+        )
     if spec.image.height != spec.image.width or spec.image.channels != 1:
         raise ImageTrainError("the digits data set is square and grey: image.height == width, channels 1")
     target = Path(workdir) / CHECKPOINT_DIR
@@ -144,7 +159,9 @@ def finetune_image_generator(spec: ModelSpec, workdir: Path, force: bool = False
     seeds = list(spec.image.gate_seeds)
     asked = [s % len(spec.labels) for s in seeds]
     pixels = to_uint8(generate(gen, seeds, asked, spec.image.latent_shape), spec.image.value_range)
-    agreement = float(np.mean(digit_classifier(spec.image.height, workdir).predict(pixels) == np.array(asked)))
+    agreement = float(
+        np.mean(digit_classifier(spec.image.height, workdir).predict(pixels) == np.array(asked))
+    )
     with atomic_path(target, force=True) as tmp:
         tmp.mkdir()
         save_file({k: v.contiguous() for k, v in gen.state_dict().items()}, str(tmp / WEIGHTS_FILE))

@@ -36,7 +36,10 @@ def generated_pixels(onnx_path: Path, spec: ModelSpec, feeds: dict[str, np.ndarr
 
     run = session(onnx_path)
     n = len(feeds[contract.LATENT])
-    parts = [run.run([contract.GENERATED], {k: v[i : i + GATE_BATCH] for k, v in feeds.items()})[0] for i in range(0, n, GATE_BATCH)]
+    parts = [
+        run.run([contract.GENERATED], {k: v[i : i + GATE_BATCH] for k, v in feeds.items()})[0]
+        for i in range(0, n, GATE_BATCH)
+    ]
     return to_uint8(np.concatenate(parts).astype(np.float32), spec.image.value_range, spec.image.layout)
 
 
@@ -62,14 +65,20 @@ class _Images:
     scratch: Path
 
     def report(self, variant: str, path: Path, **fields) -> tuple[VariantReport, Path | None]:
-        quality = compare_images(self.reference, generated_pixels(path, self.spec, self.feeds), self.classifier)
+        quality = compare_images(
+            self.reference, generated_pixels(path, self.spec, self.feeds), self.classifier
+        )
         gate = judge_images(quality, self.spec.precision.budget)
         metrics = VariantMetrics(examples=quality.images, psnr_db=min(quality.psnr_db, 1e9), max_abs=0.0,
                                  label_agreement=quality.class_agreement)  # fmt: skip
         notes = [
             f"{quality.images} images at image.gate_seeds vs FP32: PSNR {quality.psnr_db:.1f} dB (worst "
             f"{quality.min_psnr_db:.1f}), SSIM {quality.ssim:.4f}"
-            + ("" if quality.class_agreement is None else f", digit classifier agreement {quality.class_agreement:.2%}"),
+            + (
+                ""
+                if quality.class_agreement is None
+                else f", digit classifier agreement {quality.class_agreement:.2%}"
+            ),
             *fields.pop("notes", []),
         ]
         report = VariantReport(variant=variant, passed=gate.passed, size_mb=path.stat().st_size / 1e6,
@@ -108,14 +117,25 @@ def _int8_qdq(ctx: _Images):
     )  # fmt: skip
 
 
-IMAGE_BUILDERS: dict[str, Callable[[_Images], tuple]] = {"fp16": _fp16, "int8-dynamic": _int8_dynamic, "int8": _int8_qdq}
+IMAGE_BUILDERS: dict[str, Callable[[_Images], tuple]] = {
+    "fp16": _fp16,
+    "int8-dynamic": _int8_dynamic,
+    "int8": _int8_qdq,
+}
 
 
 def make_image_variants(spec: ModelSpec, workdir: Path, wanted: list[str]):
     """Build, gate, publish and record the generator's variants (the precision stage's image path)."""
     from triton_bundle.imagegen.classifier import digit_classifier
     from triton_bundle.imagegen.export import gate_inputs
-    from triton_bundle.precision.stage import PRECISION_DIR, Fp32Summary, PrecisionResult, _Built, _publish, _record
+    from triton_bundle.precision.stage import (
+        PRECISION_DIR,
+        Fp32Summary,
+        PrecisionResult,
+        _Built,
+        _publish,
+        _record,
+    )
 
     manifest = Manifest.load(workdir, spec.name)
     fp32 = manifest.require("export", "triton-bundle export SPEC").artifact("onnx")

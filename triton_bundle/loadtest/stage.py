@@ -29,8 +29,10 @@ from triton_bundle.loadtest.settings import (
 )
 from triton_bundle.loadtest.workload import Workload, workload_for
 from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.net import client_host
+from triton_bundle.overrides import with_overrides
 from triton_bundle.repository.contract import entry_model
-from triton_bundle.spec import ModelSpec, SLOSpec
+from triton_bundle.spec import LoadtestSpec, ModelSpec, SLOSpec
 
 STAGE = "loadtest"
 DEFAULT_MAX_TOKENS = 64  # text-generation streams, when neither the spec nor --max-tokens says
@@ -65,20 +67,21 @@ class Overrides(BaseModel):
     seed: int | None = None
     max_tokens: int | None = None
 
+    def applied_to(self, section: LoadtestSpec) -> LoadtestSpec:
+        """The spec's loadtest section with every override of one of its fields applied (validated)."""
+        shared = type(self).model_fields.keys() & LoadtestSpec.model_fields.keys()
+        return with_overrides(section, **{name: getattr(self, name) for name in shared})
+
 
 def target_model(spec: ModelSpec, o: Overrides) -> str:
     """--model, else the model clients call for the spec's task (the repository's entry model)."""
     return o.model or entry_model(spec.name, spec.task)
 
 
-def _client_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-
 def resolve_endpoint(spec: ModelSpec, o: Overrides) -> Endpoint:
     """URLs from the command line, else from the spec's serving section (same host for all three)."""
     protocol = o.protocol or spec.loadtest.protocol
-    host = _client_host(spec.serving.host)
+    host = client_host(spec.serving.host)
     http_default = f"{host}:{spec.serving.http_port}"
     grpc_default = f"{host}:{spec.serving.grpc_port}"
     url = strip_scheme(o.url) if o.url else (http_default if protocol == "http" else grpc_default)
@@ -99,32 +102,26 @@ def build_settings(
     spec: ModelSpec, o: Overrides, run_dir: Path, endpoint: Endpoint | None = None
 ) -> LoadSettings:
     """Spec loadtest section + overrides -> the settings one run uses."""
-    lt = spec.loadtest
-    # target_rps / workers are not in LoadtestSpec yet: read them once the spec has them, else the CLI's.
-    target_rps = o.target_rps if o.target_rps is not None else getattr(lt, "target_rps", None)
-    workers = o.workers if o.workers is not None else getattr(lt, "workers", 0)
-    if workers == -1:
-        workers = os.cpu_count() or 1
-    pick = lambda override, default: default if override is None else override  # noqa: E731
     try:
+        lt = o.applied_to(spec.loadtest)
         shape = ShapeSettings(
-            kind=pick(o.shape, lt.shape),
-            users=pick(o.users, lt.users),
-            spawn_rate=pick(o.spawn_rate, lt.spawn_rate),
-            duration_s=pick(o.duration_s, lt.duration_s),
-            target_rps=target_rps,
+            kind=lt.shape,
+            users=lt.users,
+            spawn_rate=lt.spawn_rate,
+            duration_s=lt.duration_s,
+            target_rps=lt.target_rps,
         )
         return LoadSettings(
             model=target_model(spec, o),
             endpoint=endpoint or resolve_endpoint(spec, o),
             shape=shape,
-            request_batch_size=pick(o.request_batch_size, lt.request_batch_size),
-            max_requests=pick(o.max_requests, lt.max_requests),
-            think_time_s=pick(o.think_time_s, 0.0),
-            workers=workers,
+            request_batch_size=lt.request_batch_size,
+            max_requests=lt.max_requests,
+            think_time_s=o.think_time_s or 0.0,
+            workers=(os.cpu_count() or 1) if lt.workers == -1 else lt.workers,
             workload_path=run_dir / "workload.json",
             summary_path=run_dir / "locust_summary.json",
-            seed=pick(o.seed, 0),
+            seed=o.seed or 0,
             generation=generation_settings(spec, o),
         )
     except ValueError as exc:
@@ -163,8 +160,8 @@ def local_server(
     spec: ModelSpec, workdir: Path, repository: Path | None, protocol: Protocol | None = None
 ) -> Iterator[Endpoint]:
     """A local Triton on free ports for the duration of the block (the serving stage's LocalTriton)."""
-    from triton_bundle.serving.cli import default_repository
     from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
+    from triton_bundle.serving.paths import default_repository
 
     config = ServerConfig(
         repository=repository or default_repository(spec.name, workdir),

@@ -6,7 +6,6 @@ and gRPC (agreement with PyTorch) -> Locust load test -> summary (table + JSON).
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -16,9 +15,11 @@ from rich.table import Table
 
 from triton_bundle.atomic import write_text_atomic
 from triton_bundle.data import load_texts
+from triton_bundle.formatting import ms as _ms
 from triton_bundle.labels import accuracy as gold_accuracy
 from triton_bundle.labels import map_gold
 from triton_bundle.manifest import Manifest
+from triton_bundle.net import port_or_free
 from triton_bundle.repository.sources import labels_for
 from triton_bundle.spec import ModelSpec
 
@@ -48,17 +49,6 @@ class DemoSummary(BaseModel):
     loadtest_report: Path | None
     summary_json: Path
     seconds: float
-
-
-def _port_or_free(host: str, port: int) -> int:
-    """The spec's port when nothing listens there, else 0 (the server picks a free one)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return 0
-    return port
 
 
 def pytorch_labels(checkpoint: Path, texts: list[str], max_length: int) -> list[str]:
@@ -93,7 +83,7 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
     from triton_bundle.client.client import TritonClient
     from triton_bundle.export.stage import export_model
     from triton_bundle.finetune import finetune
-    from triton_bundle.loadtest.cli import print_result
+    from triton_bundle.loadtest.render import print_result
     from triton_bundle.loadtest.stage import Overrides, loadtest_stage
     from triton_bundle.repository.contract import entry_model
     from triton_bundle.repository.generate import generate_repository
@@ -138,9 +128,9 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
         repository=repository,
         log_file=log_file,
         host=host,
-        http_port=_port_or_free(host, spec.serving.http_port),
-        grpc_port=_port_or_free(host, spec.serving.grpc_port),
-        metrics_port=_port_or_free(host, spec.serving.metrics_port),
+        http_port=port_or_free(host, spec.serving.http_port),
+        grpc_port=port_or_free(host, spec.serving.grpc_port),
+        metrics_port=port_or_free(host, spec.serving.metrics_port),
         ready_timeout_s=spec.serving.ready_timeout_s,
     )
     checks: list[ProtocolCheck] = []
@@ -239,7 +229,3 @@ def print_summary(summary: DemoSummary) -> None:
     table.add_row("load test report", str(summary.loadtest_report))
     table.add_row("summary JSON", str(summary.summary_json))
     console.print(table)
-
-
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} ms"

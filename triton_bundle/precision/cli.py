@@ -18,6 +18,7 @@ from triton_bundle.cli_common import (
     print_path,
     titled_table,
 )
+from triton_bundle.overrides import with_section_overrides
 
 if TYPE_CHECKING:
     from triton_bundle.precision.stage import PrecisionResult
@@ -50,8 +51,7 @@ def precision_command(
     from triton_bundle.precision.stage import make_variants
 
     spec, workdir = open_spec(spec_path, workdir)
-    if quantize_all:
-        spec.precision.quantize_all = True
+    spec = with_section_overrides(spec, "precision", quantize_all=quantize_all or None)
     with console.status("building and gating precision variants on the held-out data"):
         result = make_variants(spec, workdir, variants=variant, force=force, latency=latency)
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from triton_bundle.overrides import given
 from triton_bundle.spec import ModelSpec
 
 Target = Literal["local", "nvidia", "cpu-container", "trtllm"]
@@ -86,5 +87,5 @@ class RepositoryOptions(BaseModel):
             "aggregation_strategy": repo.aggregation_strategy,
             "ignore_labels": list(repo.ignore_labels),
         }
-        values.update({key: value for key, value in overrides.items() if value is not None})
+        values.update(given(**overrides))
         return cls.model_validate(values)

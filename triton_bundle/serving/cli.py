@@ -11,11 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from triton_bundle.cli_common import print_path
+from triton_bundle.cli_common import SpecArg, WorkdirOpt, open_spec, print_path
 from triton_bundle.errors import BundleError
-from triton_bundle.manifest import Manifest
+from triton_bundle.overrides import with_overrides
 from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
-from triton_bundle.spec import load_spec
+from triton_bundle.serving.paths import default_repository
 
 _console = Console()
 
@@ -24,22 +24,12 @@ class ServerDiedError(BundleError, RuntimeError):
     """The server stopped on its own while serving."""
 
 
-def default_repository(spec_name: str, workdir: Path) -> Path:
-    """The repository the 'repository' stage recorded, else model_repository/<name>."""
-    record = Manifest.load(workdir, spec_name).stages.get("repository")
-    if record is not None and "repository" in record.artifacts:
-        return record.artifact("repository")
-    return Path("model_repository") / spec_name
-
-
 def serve(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="the model's spec.yaml")],
+    spec_path: SpecArg,
     repository: Annotated[
         Path | None, typer.Option(help="model repository (default: the one `repo generate` recorded)")
     ] = None,
-    workdir: Annotated[
-        Path | None, typer.Option(help="artifacts directory (default artifacts/<name>)")
-    ] = None,
+    workdir: WorkdirOpt = None,
     host: Annotated[str | None, typer.Option(help="bind address (default: spec serving.host)")] = None,
     http_port: Annotated[int | None, typer.Option(help="0 picks a free port (default: spec)")] = None,
     grpc_port: Annotated[int | None, typer.Option(help="0 picks a free port (default: spec)")] = None,
@@ -47,16 +37,18 @@ def serve(
     log_file: Annotated[Path | None, typer.Option(help="default <workdir>/serving/tritonserver.log")] = None,
 ) -> None:
     """Serve a generated model repository with the local Triton until Ctrl-C or SIGTERM."""
-    spec = load_spec(spec_path)
-    workdir = workdir or spec.default_workdir()
+    spec, workdir = open_spec(spec_path, workdir)
+    serving = with_overrides(
+        spec.serving, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port
+    )
     config = ServerConfig(
         repository=repository or default_repository(spec.name, workdir),
         log_file=log_file or workdir / "serving" / "tritonserver.log",
-        host=host or spec.serving.host,
-        http_port=spec.serving.http_port if http_port is None else http_port,
-        grpc_port=spec.serving.grpc_port if grpc_port is None else grpc_port,
-        metrics_port=spec.serving.metrics_port if metrics_port is None else metrics_port,
-        ready_timeout_s=spec.serving.ready_timeout_s,
+        host=serving.host,
+        http_port=serving.http_port,
+        grpc_port=serving.grpc_port,
+        metrics_port=serving.metrics_port,
+        ready_timeout_s=serving.ready_timeout_s,
     )
 
     # SIGTERM (docker stop, systemd, kill) ends the loop like Ctrl-C so the server is stopped cleanly.

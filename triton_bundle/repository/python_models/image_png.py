@@ -38,12 +38,16 @@ class TritonPythonModel:
     def execute(self, requests: list[pb_utils.InferenceRequest]) -> list[pb_utils.InferenceResponse]:
         images = [pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests]
         stacked = np.concatenate(images).astype(np.float32)
-        scaled = np.clip(np.rint((stacked - self.low) / (self.high - self.low) * 255.0), 0, 255).astype(np.uint8)
+        scaled = np.clip(np.rint((stacked - self.low) / (self.high - self.low) * 255.0), 0, 255).astype(
+            np.uint8
+        )
         pixels = scaled.transpose(0, 2, 3, 1) if self.nchw else scaled
         responses, start = [], 0
         for image in images:
             part = np.ascontiguousarray(pixels[start : start + len(image)])
             start += len(image)
             png = np.array([_png(p) for p in part], dtype=np.object_).reshape(-1, 1)
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(IMAGE, png), pb_utils.Tensor(IMAGE_ARRAY, part)]))
+            responses.append(
+                pb_utils.InferenceResponse([pb_utils.Tensor(IMAGE, png), pb_utils.Tensor(IMAGE_ARRAY, part)])
+            )
         return responses
