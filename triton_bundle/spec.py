@@ -351,7 +351,7 @@ class CompressSpec(_Strict):
 
 
 class EngineSpec(_Strict):
-    triton_image_tag: str = Field("26.03", description="YY.MM of nvcr.io/nvidia/tritonserver (and tensorrt)")
+    triton_image_tag: str = Field("26.07", description="YY.MM of nvcr.io/nvidia/tritonserver (and tensorrt)")
     builder_optimization_level: Annotated[int, Field(ge=0, le=5)] = 3
     version_compatible: bool = False
     hardware_compatibility: Literal["none", "ampere_plus", "same_compute_capability"] = "none"

@@ -100,8 +100,8 @@ def probe_ports(host: str, ports: list[int]) -> Probe:
 def probe_gpu(which: Callable[[str], str | None] = shutil.which) -> Probe:
     smi = which("nvidia-smi")
     fix = (
-        "install the NVIDIA driver (R580+ for Triton 25.10) on a GPU host; without one, use the local "
-        "target (CPU) and `triton-bundle build SPEC --aot-check`"
+        "install the NVIDIA driver (R580+, for the CUDA 13.x images) on a GPU host; without one, use "
+        "the local target (CPU) and `triton-bundle build SPEC --aot-check`"
     )
     if smi is None:
         return Probe(False, "nvidia-smi not found: no NVIDIA driver, or no GPU on this machine", fix)
