@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from triton_bundle.atomic import write_text_atomic
-from triton_bundle.pipeline.demo import _port_or_free, _step, console
+from triton_bundle.net import port_or_free
+from triton_bundle.pipeline.demo import _step, console
 from triton_bundle.pipeline.image_demo import GRID_FILE, ServedCheck, _aot, _precision, write_grid
 from triton_bundle.spec import ModelSpec
 
@@ -120,8 +121,8 @@ def run_diffusion_demo(
     host = spec.serving.host
     config = ServerConfig(
         repository=repository, log_file=workdir / "triton.log", host=host,
-        http_port=_port_or_free(host, spec.serving.http_port), grpc_port=_port_or_free(host, spec.serving.grpc_port),
-        metrics_port=_port_or_free(host, spec.serving.metrics_port), ready_timeout_s=spec.serving.ready_timeout_s,
+        http_port=port_or_free(host, spec.serving.http_port), grpc_port=port_or_free(host, spec.serving.grpc_port),
+        metrics_port=port_or_free(host, spec.serving.metrics_port), ready_timeout_s=spec.serving.ready_timeout_s,
     )  # fmt: skip
     with LocalTriton(config) as server:
         served = _served(spec, workdir, server)
