@@ -79,3 +79,15 @@ def test_schedule_refuses_steps_beyond_training_timesteps():
 def test_diffusion_spec_refuses_inconsistent_settings(fields, message):
     with pytest.raises(ValueError, match=message):
         DiffusionSpec(**fields)
+
+
+@pytest.mark.parametrize("module", ["triton_bundle.pipeline.diffusion_demo", "benchmarks.diffusion_rows"])
+def test_the_diffusion_demo_and_benchmark_rows_import_against_the_current_library(module):
+    """Neither runs in the fast suite (minutes of training): at least their imports must keep up with main."""
+    import importlib
+
+    names = {
+        "triton_bundle.pipeline.diffusion_demo": "run_diffusion_demo",
+        "benchmarks.diffusion_rows": "steps_rows",
+    }
+    assert callable(getattr(importlib.import_module(module), names[module]))
