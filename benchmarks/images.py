@@ -126,7 +126,10 @@ def served_rows(spec, workdir: Path, variant: str, seconds: float, extra=None) -
 
         def make_call(_index: int):
             client = ImageGenerator(f"grpc://{server.grpc_url}")
-            return lambda seed: client.generate_arrays(spec.name, [seed], [seed % classes])
+            # unconditional generators (no labels in the spec) take the seed alone
+            return lambda seed: client.generate_arrays(
+                spec.name, [seed], [seed % classes] if spec.labels else None
+            )
 
         closed_loop(make_call, 2, 1.0)  # warm-up: sessions, threads, connections
         for clients in CONCURRENCY:

@@ -103,4 +103,6 @@ def test_the_image_demo_and_benchmark_import_against_the_current_library(module)
     """Neither runs in the fast suite (minutes of training): at least their imports must keep up with main."""
     import importlib
 
-    assert callable(getattr(importlib.import_module(module), "run_image_demo" if "demo" in module else "main"))
+    assert callable(
+        getattr(importlib.import_module(module), "run_image_demo" if "demo" in module else "main")
+    )
