@@ -108,7 +108,7 @@ TASKS: dict[str, ExportTask] = {
     "diffusion": ExportTask(
         name="diffusion",
         modality="vision",  # a diffusers checkpoint directory (source.kind huggingface)
-        wrap=_wrapper("TensorOutputs"),  # unused: the export stage wraps the UNet (diffusion.unet.UNetForExport)
+        wrap=_wrapper("TensorOutputs"),  # unused: the export stage wraps the UNet itself
         output_names=("noise_pred",),
         output_axes={"noise_pred": {0: "batch"}},
         agreement="images",
