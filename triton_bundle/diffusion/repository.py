@@ -17,7 +17,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_bundle.diffusion import ddim
-from triton_bundle.diffusion import unet as du
+from triton_bundle.diffusion import names as du
 from triton_bundle.imagegen import contract as image
 from triton_bundle.imagegen.repository import image_dims, png_config
 from triton_bundle.repository import contract
@@ -77,11 +77,23 @@ def _check_graph(graph) -> None:
 
 
 def _schedule_json(checkpoint: Path | None) -> str:
+    """The trained noise schedule for the sampler (diffusers computes it; loaded only here, lazily)."""
+    from triton_bundle.diffusion.unet import ddim_schedule, load_scheduler
+
     if checkpoint is None:
         raise RepositoryError(
             "no diffusion checkpoint recorded: run triton-bundle finetune / export SPEC first"
         )
-    return du.ddim_schedule(du.load_scheduler(checkpoint)).to_json()
+    return ddim_schedule(load_scheduler(checkpoint)).to_json()
+
+
+def _num_classes(sources: ModelSources) -> int:
+    if sources.labels:
+        return len(sources.labels)
+    path = sources.checkpoint / du.LABELS_FILE if sources.checkpoint else None
+    if path is None or not path.is_file():
+        raise RepositoryError("no class labels: set `labels` in the spec (the checkpoint has no labels.json)")
+    return len(json.loads(path.read_text(encoding="utf-8")))
 
 
 def diffusion_plan(spec: ModelSpec, options: RepositoryOptions, sources: ModelSources):
@@ -100,7 +112,7 @@ def diffusion_plan(spec: ModelSpec, options: RepositoryOptions, sources: ModelSo
         "tensor": tensor.name,
         "postprocess": image.png_model(spec.name),
     }
-    classes = len(sources.labels or du.load_labels(sources.checkpoint))
+    classes = _num_classes(sources)
     _, pixels = image_dims(spec.image)
     passed = {n: n for n in (image.SEED, image.CLASS_LABEL, image.STEPS)}
     ensemble = ensemble_config(

@@ -15,14 +15,17 @@ import torch
 from torch import nn
 
 from triton_bundle.diffusion.ddim import DDIMSchedule
+from triton_bundle.diffusion.names import (
+    CLASS_LABELS,
+    LABELS_FILE,
+    NOISE,
+    SAMPLE,
+    SCHEDULER_DIR,
+    TIMESTEP,
+    UNET_DIR,
+)
 from triton_bundle.errors import BundleError
 from triton_bundle.spec import DiffusionSpec, ImageSpec
-
-UNET_DIR = "unet"
-SCHEDULER_DIR = "scheduler"
-LABELS_FILE = "labels.json"
-# The exported graph's tensors: per-row timesteps and class ids ([B, 1], so Triton batches dim 0).
-SAMPLE, TIMESTEP, CLASS_LABELS, NOISE = "sample", "timestep", "class_labels", "noise_pred"
 
 
 class DiffusionCheckpointError(BundleError):
