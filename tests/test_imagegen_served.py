@@ -166,3 +166,46 @@ def test_locust_load_test_sends_random_seeds_and_passes_the_slo_gate(image_serve
     assert run.client.failures == 0 and run.client.requests == 30, run.gate.explain()
     assert run.settings.model == spec.name and run.workload_source == "random seeds"
     assert {m.model: m.requests for m in run.server.models}.get(f"{spec.name}_latent", 0) >= 30
+
+
+def test_the_nvidia_target_keeps_the_ensemble_and_puts_the_generator_on_the_gpu(image_workdir, tmp_path):
+    """Without engines the generator runs ONNX on the GPU (onnxruntime); latent and PNG stay Python on CPU."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from triton_bundle.repository.generate import generate_repository
+    from triton_bundle.repository.layout import read_config
+    from triton_bundle.repository.validate import validate_repository
+
+    spec, workdir = image_workdir
+    repository = generate_repository(spec, workdir, out_dir=tmp_path / "repo", target="nvidia", force=True)
+    assert validate_repository(repository) == []
+    model = read_config(repository / f"{spec.name}_model" / "config.pbtxt")
+    assert (
+        model.platform == "onnxruntime_onnx"
+        and model.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    )
+    ensemble = read_config(repository / spec.name / "config.pbtxt")
+    steps = [s.model_name for s in ensemble.ensemble_scheduling.step]
+    assert steps == [f"{spec.name}_latent", f"{spec.name}_model", f"{spec.name}_png"]
+
+
+def test_an_unconditional_generator_serves_seeds_alone_and_refuses_a_class_label(tmp_path):
+    """No labels in the spec: the graph takes the latent only, the ensemble the seed only."""
+    from fixtures.imagegen import unconditional_spec
+
+    from triton_bundle.client.errors import InvalidInputError
+    from triton_bundle.client.images import ImageGenerator
+    from triton_bundle.export.stage import export_model
+    from triton_bundle.repository.generate import generate_repository
+    from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
+
+    spec, workdir = unconditional_spec(tmp_path / "weights"), tmp_path / "artifacts"
+    exported = export_model(spec, workdir)
+    assert exported.report.passed and set(exported.report.dynamic_axes) == {"latent", "image"}
+    repository = generate_repository(spec, workdir, out_dir=tmp_path / "repo")
+    with LocalTriton(ServerConfig(repository=repository, log_file=tmp_path / "triton.log")) as server:
+        client = ImageGenerator(f"grpc://{server.grpc_url}")
+        served = client.generate_arrays(spec.name, [4, 5])
+        np.testing.assert_array_equal(served.pixels, _pytorch_pixels(spec, workdir, [4, 5], None))
+        with pytest.raises(InvalidInputError, match="unconditional: leave out class_label"):
+            client.generate_arrays(spec.name, [4], [1])

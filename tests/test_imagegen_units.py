@@ -96,3 +96,13 @@ def test_the_seed_workload_draws_fresh_int64_seeds_and_known_classes():
     seed, label = workload.make_batch(random.Random(0), 5)
     assert seed.array.shape == (5, 1) and seed.array.dtype == np.int64 and len(set(seed.array.ravel())) == 5
     assert label.array.dtype == np.int64 and label.array.min() >= 0 and label.array.max() < 10
+
+
+@pytest.mark.parametrize("module", ["triton_bundle.pipeline.image_demo", "benchmarks.images"])
+def test_the_image_demo_and_benchmark_import_against_the_current_library(module):
+    """Neither runs in the fast suite (minutes of training): at least their imports must keep up with main."""
+    import importlib
+
+    assert callable(
+        getattr(importlib.import_module(module), "run_image_demo" if "demo" in module else "main")
+    )

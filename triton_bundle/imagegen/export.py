@@ -37,6 +37,22 @@ class GeneratorGraph(nn.Module):
         return self.generator(latent, class_label[:, 0])
 
 
+class UnconditionalGraph(GeneratorGraph):
+    """An unconditional generator (the spec has no labels): latent alone -> image."""
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.generator(latent)
+
+
+def conditional(spec: ModelSpec) -> bool:
+    """Class-conditional when the spec names classes (labels); else the graph takes the latent alone."""
+    return bool(spec.labels)
+
+
+def graph_inputs(spec: ModelSpec) -> list[str]:
+    return [contract.LATENT, contract.CLASS_LABEL] if conditional(spec) else [contract.LATENT]
+
+
 def load_generator(spec: ModelSpec, manifest: Manifest) -> tuple[nn.Module, Path]:
     """The trained generator: weights from the finetune record, else source.weights."""
     from safetensors.torch import load_file
@@ -69,11 +85,10 @@ def gate_inputs(spec: ModelSpec, seeds: list[int] | None = None) -> dict[str, np
     from triton_bundle.imagegen.seeds import latents_for_seeds
 
     seeds = list(spec.image.gate_seeds if seeds is None else seeds)
-    classes = max(len(spec.labels or []), 1)
-    return {
-        contract.LATENT: latents_for_seeds(seeds, spec.image.latent_shape),
-        contract.CLASS_LABEL: (np.array(seeds, dtype=np.int64) % classes).reshape(-1, 1),
-    }
+    feeds = {contract.LATENT: latents_for_seeds(seeds, spec.image.latent_shape)}
+    if conditional(spec):
+        feeds[contract.CLASS_LABEL] = (np.array(seeds, dtype=np.int64) % len(spec.labels)).reshape(-1, 1)
+    return feeds
 
 
 def _cases(spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
@@ -143,7 +158,7 @@ def _compare(spec: ModelSpec, graph: nn.Module, onnx_path: Path, feeds) -> Parit
         onnx=str(onnx_path), exporter=spec.export.exporter, agreement_kind="images", cases=[o.case for o in outputs],
         outputs=outputs, examples=len(feeds[contract.LATENT]), tolerances=tol, passed=not failures,
         failures=failures, notes=[note], task=spec.task, opset=spec.export.opset,
-        dynamic_axes={name: {"0": "batch"} for name in (contract.LATENT, contract.CLASS_LABEL, contract.GENERATED)},
+        dynamic_axes={name: {"0": "batch"} for name in (*graph_inputs(spec), contract.GENERATED)},
     )  # fmt: skip
 
 
@@ -157,10 +172,10 @@ def export_generator(spec: ModelSpec, workdir: Path, force: bool = False):
     check_overwrite(target / ONNX_FILE, force)
     manifest = Manifest.load(workdir, spec.name)
     generator, weights = load_generator(spec, manifest)
-    graph = GeneratorGraph(generator).eval()
+    graph = (GeneratorGraph if conditional(spec) else UnconditionalGraph)(generator).eval()
     feeds = gate_inputs(spec)
     example = {k: torch.from_numpy(v[: spec.shapes.batch.opt]) for k, v in feeds.items()}
-    axes = {name: {0: "batch"} for name in (contract.LATENT, contract.CLASS_LABEL, contract.GENERATED)}
+    axes = {name: {0: "batch"} for name in (*graph_inputs(spec), contract.GENERATED)}
     workdir.mkdir(parents=True, exist_ok=True)
     with atomic_path(target, force=True) as tmp, tempfile.TemporaryDirectory(dir=workdir) as scratch:
         raw = Path(scratch) / ONNX_FILE
@@ -184,7 +199,7 @@ def export_generator(spec: ModelSpec, workdir: Path, force: bool = False):
             artifacts={"onnx": (target / ONNX_FILE).resolve(), "checkpoint": weights.parent.resolve()},
             metrics={"max_abs": max(o.max_abs for o in report.outputs)},
             details={"task": spec.task, "exporter": report.exporter, "image": spec.image.model_dump(mode="json"),
-                     "inputs": [contract.LATENT, contract.CLASS_LABEL], "outputs": [contract.GENERATED]},
+                     "inputs": graph_inputs(spec), "outputs": [contract.GENERATED]},
         )
     )  # fmt: skip
     manifest.save(workdir)

@@ -1,6 +1,7 @@
-"""Two class-conditional generator families: forward(latent [B, Z], class_label int64 [B]) -> [B, C, H, W].
+"""Two generator families: forward(latent [B, Z], class_label int64 [B]) -> [B, C, H, W].
 
-Both end in tanh (value range [-1, 1], layout NCHW). `ConvGenerator` is DCGAN-shaped (a linear map to a
+Both end in tanh (value range [-1, 1], layout NCHW). With num_classes=0 a generator is unconditional:
+forward(latent) alone. `ConvGenerator` is DCGAN-shaped (a linear map to a
 4x4 feature map, then stride-2 transposed convolutions); `MLPGenerator` is fully connected.
 """
 
@@ -19,6 +20,22 @@ def _check_size(size: int) -> int:
     return int(ups)
 
 
+class _Conditioning(nn.Module):
+    """The class embedding concatenated to the latent (nothing for an unconditional generator)."""
+
+    def __init__(self, num_classes: int, width: int = 16) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(num_classes, width) if num_classes else None
+        self.width = width if num_classes else 0
+
+    def forward(self, latent: torch.Tensor, class_label: torch.Tensor | None) -> torch.Tensor:
+        if self.embed is None:
+            return latent
+        if class_label is None:
+            raise ValueError("this generator is class-conditional: pass class_label")
+        return torch.cat([latent, self.embed(class_label)], dim=1)
+
+
 class ConvGenerator(nn.Module):
     def __init__(
         self, latent_dim: int = 32, num_classes: int = 10, width: int = 32, size: int = 16, channels: int = 1
@@ -26,9 +43,9 @@ class ConvGenerator(nn.Module):
         super().__init__()
         ups = _check_size(size)
         self.latent_dim, self.channels, self.size = latent_dim, channels, size
-        self.embed = nn.Embedding(num_classes, 16)
+        self.condition = _Conditioning(num_classes)
         top = width * 2 ** (ups - 1)
-        self.project = nn.Sequential(nn.Linear(latent_dim + 16, top * 16), nn.ReLU())
+        self.project = nn.Sequential(nn.Linear(latent_dim + self.condition.width, top * 16), nn.ReLU())
         self.top = top
         layers: list[nn.Module] = []
         for _ in range(ups - 1):
@@ -37,8 +54,8 @@ class ConvGenerator(nn.Module):
         layers += [nn.ConvTranspose2d(top, channels, 4, 2, 1), nn.Tanh()]
         self.body = nn.Sequential(*layers)
 
-    def forward(self, latent: torch.Tensor, class_label: torch.Tensor) -> torch.Tensor:
-        hidden = self.project(torch.cat([latent, self.embed(class_label)], dim=1))
+    def forward(self, latent: torch.Tensor, class_label: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.project(self.condition(latent, class_label))
         return self.body(hidden.view(-1, self.top, 4, 4))
 
 
@@ -53,9 +70,9 @@ class MLPGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.latent_dim, self.channels, self.size = latent_dim, channels, size
-        self.embed = nn.Embedding(num_classes, 16)
+        self.condition = _Conditioning(num_classes)
         self.body = nn.Sequential(
-            nn.Linear(latent_dim + 16, hidden),
+            nn.Linear(latent_dim + self.condition.width, hidden),
             nn.ReLU(),
             nn.Linear(hidden, hidden),
             nn.ReLU(),
@@ -63,6 +80,6 @@ class MLPGenerator(nn.Module):
             nn.Tanh(),
         )
 
-    def forward(self, latent: torch.Tensor, class_label: torch.Tensor) -> torch.Tensor:
-        out = self.body(torch.cat([latent, self.embed(class_label)], dim=1))
+    def forward(self, latent: torch.Tensor, class_label: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.body(self.condition(latent, class_label))
         return out.view(-1, self.channels, self.size, self.size)

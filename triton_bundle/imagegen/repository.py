@@ -71,12 +71,15 @@ def png_config(
 
 
 def _check_graph(spec: ModelSpec, graph) -> None:
+    from triton_bundle.imagegen.export import graph_inputs
+
     names = {t.name: t for t in graph.inputs}
     outputs = {t.name: t for t in graph.outputs}
-    if set(names) != {image.LATENT, image.CLASS_LABEL} or image.GENERATED not in outputs:
+    if set(names) != set(graph_inputs(spec)) or image.GENERATED not in outputs:
         raise RepositoryError(
-            f"an image-generation graph takes '{image.LATENT}' and '{image.CLASS_LABEL}' and gives "
-            f"'{image.GENERATED}'; this one takes {sorted(names)} and gives {sorted(outputs)} (re-export it)"
+            f"this spec's image-generation graph takes {graph_inputs(spec)} (class_label when the spec has "
+            f"labels) and gives '{image.GENERATED}'; the exported one takes {sorted(names)} and gives "
+            f"{sorted(outputs)}: re-export it"
         )
     if outputs[image.GENERATED].data_type != mc.TYPE_FP32:
         raise RepositoryError("the generator's image output must be float32 (FP16 variants keep float32 I/O)")
@@ -107,8 +110,9 @@ def image_plan(spec: ModelSpec, options: RepositoryOptions, sources: ModelSource
         [(image.IMAGE, mc.TYPE_STRING, [1]), (image.IMAGE_ARRAY, mc.TYPE_UINT8, pixels)],
         [
             Step(names["latent"], {image.SEED: image.SEED, image.CLASS_LABEL: image.CLASS_LABEL},
-                 {image.LATENT: "_latent", CLASS_ID: "_class"}),
-            Step(tensor.name, {image.LATENT: "_latent", image.CLASS_LABEL: "_class"}, {image.GENERATED: "_image"}),
+                 {image.LATENT: "_latent", **({CLASS_ID: "_class"} if classes else {})}),
+            Step(tensor.name, {image.LATENT: "_latent", **({image.CLASS_LABEL: "_class"} if classes else {})},
+                 {image.GENERATED: "_image"}),
             Step(names["postprocess"], {image.GENERATED: "_image"},
                  {image.IMAGE: image.IMAGE, image.IMAGE_ARRAY: image.IMAGE_ARRAY}),
         ],

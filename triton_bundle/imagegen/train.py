@@ -125,12 +125,17 @@ def _train(spec: ModelSpec, gen: nn.Module, images: torch.Tensor, labels: torch.
     return time.perf_counter() - started
 
 
-def generate(gen: nn.Module, seeds: list[int], labels: list[int], latent_shape: list[int]) -> np.ndarray:
-    """PyTorch eager images for these seeds (latents from imagegen.seeds), float [B, C, H, W]."""
+def generate(
+    gen: nn.Module, seeds: list[int], labels: list[int] | None, latent_shape: list[int]
+) -> np.ndarray:
+    """PyTorch eager images for these seeds (latents from imagegen.seeds), float [B, C, H, W]; labels None:
+    an unconditional generator."""
     from triton_bundle.imagegen.seeds import latents_for_seeds
 
     with torch.no_grad():
         latent = torch.from_numpy(latents_for_seeds(seeds, latent_shape))
+        if labels is None:
+            return gen(latent).numpy()
         return gen(latent, torch.tensor(labels, dtype=torch.int64)).numpy()
 
 

@@ -16,11 +16,13 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from triton_bundle.atomic import write_text_atomic
-from triton_bundle.pipeline.demo import _port_or_free, _step, console
+from triton_bundle.net import port_or_free
+from triton_bundle.pipeline.demo import _step, console
 from triton_bundle.spec import ModelSpec
 
 GRID_FILE = "digits-grid.png"
 GRID_SEEDS_PER_DIGIT = 6
+STEPS = 5
 
 
 class ServedCheck(BaseModel):
@@ -140,26 +142,26 @@ def run_image_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None =
     from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
 
     started, workdir = time.perf_counter(), Path(workdir)
-    _step(1, "train the class-conditional generator on the digits")
+    _step(1, "train the class-conditional generator on the digits", STEPS)
     tuned = finetune(spec, workdir, force=True)
     console.print(f"{tuned.train_examples} images, {tuned.seconds:.0f}s; the digit classifier agrees with the "
                   f"asked class on {tuned.eval_accuracy:.0%} of the gate seeds' images")  # fmt: skip
-    _step(2, "export (latent + class -> image, dynamic batch) + image parity with PyTorch")
+    _step(2, "export (latent + class -> image, dynamic batch) + image parity with PyTorch", STEPS)
     exported = export_model(spec, workdir, force=True)
     worst = max(o.max_abs for o in exported.report.outputs)
     console.print(f"{len(exported.report.cases)} cases, max |diff| {worst:.2e}; {exported.report.notes[0]}")
-    _step(3, "FP16 / INT8 behind PSNR, SSIM and digit-classifier gates")
+    _step(3, "FP16 / INT8 behind PSNR, SSIM and digit-classifier gates", STEPS)
     gates, notes, bad = _precision(spec, workdir)
     aot = _aot(spec, workdir, gates)
-    _step(4, "Triton model repository: seed -> latent -> generator -> PNG")
+    _step(4, "Triton model repository: seed -> latent -> generator -> PNG", STEPS)
     repository = generate_repository(spec, workdir, out_dir=repository_dir or Path("model_repository") / spec.name,
                                      target="local", force=True)  # fmt: skip
-    _step(5, "local Triton: served images vs PyTorch over HTTP and gRPC, a grid of digits")
+    _step(5, "local Triton: served images vs PyTorch over HTTP and gRPC, a grid of digits", STEPS)
     host = spec.serving.host
     config = ServerConfig(
         repository=repository, log_file=workdir / "triton.log", host=host,
-        http_port=_port_or_free(host, spec.serving.http_port), grpc_port=_port_or_free(host, spec.serving.grpc_port),
-        metrics_port=_port_or_free(host, spec.serving.metrics_port), ready_timeout_s=spec.serving.ready_timeout_s,
+        http_port=port_or_free(host, spec.serving.http_port), grpc_port=port_or_free(host, spec.serving.grpc_port),
+        metrics_port=port_or_free(host, spec.serving.metrics_port), ready_timeout_s=spec.serving.ready_timeout_s,
     )  # fmt: skip
     with LocalTriton(config) as server:
         served = _served(spec, workdir, server)
