@@ -29,6 +29,16 @@ TASKS = {
         "data": {"eval": "eval.npz"},
         "inputs": [{"name": "latent", "dtype": "float32", "shape": ["batch", 16]}],
     },
+    "image-generation": {  # no data section: the digits come from scikit-learn
+        "source": {"kind": "torch-module", "module": "triton_bundle.imagegen.models:ConvGenerator"},
+        "image": {"latent_shape": [32]},
+        "labels": [str(i) for i in range(10)],
+    },
+    "diffusion": {  # the finetune stage trains the UNet on the digits (diffusion section)
+        "finetune": {},
+        "image": {"latent_shape": [1, 16, 16]},
+        "labels": [str(i) for i in range(10)],
+    },
 }
 SERVED = {  # what the repository plan names the model clients call, per task
     "text-classification": "demo",
@@ -36,6 +46,8 @@ SERVED = {  # what the repository plan names the model clients call, per task
     "feature-extraction": "demo",
     "image-classification": "demo",
     "tensor": "demo_model",
+    "image-generation": "demo",
+    "diffusion": "demo",
 }
 
 

@@ -123,12 +123,20 @@ def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneRes
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     quiet_offline()
+    if spec.task == "diffusion":  # a UNet trained from scratch; its recipe is the spec's diffusion section
+        from triton_bundle.diffusion.train import finetune_diffusion
+
+        return finetune_diffusion(spec, workdir, force)
     if spec.finetune is None:
         raise FinetuneError("the spec has no 'finetune' section")
     if spec.task == "text-generation":  # a decoder: its own trainer (eval_accuracy is exp(-held-out loss))
         from triton_bundle.generation.train import finetune_causal_lm
 
         return finetune_causal_lm(spec, workdir, force)
+    if spec.task == "image-generation":  # a class-conditional generator on the digits (imagegen.train)
+        from triton_bundle.imagegen.train import finetune_image_generator
+
+        return finetune_image_generator(spec, workdir, force)
     if spec.task != "text-classification":
         raise FinetuneError(f"fine-tuning is built for text-classification, not '{spec.task}'")
     cfg = spec.finetune

@@ -21,7 +21,10 @@ Task = Literal[
     "image-classification",
     "tensor",
     "text-generation",
+    "image-generation",
+    "diffusion",
 ]
+IMAGE_TASKS = ("image-generation", "diffusion")
 DType = Literal["float32", "float16", "int64", "int32", "int8", "uint8", "bool", "string"]
 Dim = int | str  # an int is fixed; a string names a dynamic dim ("batch", "sequence", "height", ...)
 
@@ -88,6 +91,23 @@ class FinetuneSpec(_Strict):
     scratch: ScratchLMSpec | None = Field(
         None, description="text-generation: train this decoder from scratch instead of loading base_model"
     )
+    image: ImageTrainSpec | None = Field(
+        None, description="image-generation: train source.module (a generator) on image.dataset"
+    )
+
+
+class ImageTrainSpec(_Strict):
+    """image-generation: how the class-conditional generator trains (finetune.image)."""
+
+    kl_weight: Annotated[float, Field(ge=0)] = Field(
+        0.5,
+        description="weight of the KL term that shapes the latent into N(0, 1) (the decoder is the generator)",
+    )
+    adversarial_weight: Annotated[float, Field(ge=0)] = Field(
+        0.05,
+        description="weight of the non-saturating GAN loss from a small conditional discriminator (0: off)",
+    )
+    threads: Annotated[int, Field(ge=1)] = Field(1, description="torch CPU threads while training")
 
 
 class SourceSpec(_Strict):
@@ -111,6 +131,35 @@ class SourceSpec(_Strict):
             raise ValueError("source.kind 'torch-module' needs source.module ('package.module:ClassName')")
         if self.kind == "onnx" and (self.path is None or self.path.suffix.lower() != ".onnx"):
             raise ValueError(f"source.kind 'onnx' needs source.path to an .onnx file (got {self.path})")
+        return self
+
+
+class ImageSpec(_Strict):
+    """image-generation / diffusion: what the generator makes and which seeds every check uses."""
+
+    dataset: Literal["digits"] = Field(
+        "digits", description="scikit-learn's load_digits, upscaled (no download)"
+    )
+    channels: Annotated[int, Field(ge=1)] = 1
+    height: Annotated[int, Field(ge=8)] = 16
+    width: Annotated[int, Field(ge=8)] = 16
+    value_range: tuple[float, float] = Field((-1.0, 1.0), description="the graph's output range (low, high)")
+    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="the graph's output layout")
+    latent_shape: list[Annotated[int, Field(ge=1)]] = Field(
+        [32], description="one image's latent (GAN: [latent_dim]; diffusion: [C, H, W])"
+    )
+    gate_seeds: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: list(range(40)),
+        description="seeds export parity and the precision gates compare images at (class = seed % classes)",
+    )
+    min_parity_psnr_db: float = Field(
+        60.0, description="export / serving parity: PSNR of ONNX vs PyTorch images"
+    )
+
+    @model_validator(mode="after")
+    def _ordered_range(self) -> ImageSpec:
+        if not self.value_range[0] < self.value_range[1]:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {self.value_range}")
         return self
 
 
@@ -191,6 +240,13 @@ class AccuracyBudget(_Strict):
     )
     max_abs_error: Annotated[float, Field(ge=0)] | None = Field(
         None, description="generic tensors: allowed max |variant - FP32| (not checked when omitted)"
+    )
+    min_ssim: Annotated[float, Field(ge=-1, le=1)] = Field(
+        0.95, description="image generators: mean SSIM vs the FP32 images at image.gate_seeds"
+    )
+    min_class_agreement: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.95,
+        description="class-conditional generators: share of images the digit classifier labels as FP32's",
     )
     min_next_token_agreement: Annotated[float, Field(ge=0, le=1)] = Field(
         0.95, description="text-generation: teacher-forced top-1 next-token agreement with FP32"
@@ -332,7 +388,15 @@ class RepositorySpec(_Strict):
     target: Literal["local", "nvidia", "cpu-container", "trtllm"] = "local"
     max_batch_size: Annotated[int, Field(ge=0)] = 32
     max_queue_delay_us: Annotated[int, Field(ge=0)] = 2000
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list,
+        description="the tensor model's dynamic batcher runs a batch of these sizes without waiting "
+        "(empty: waits up to max_queue_delay_us to fill max_batch_size); `triton-bundle tune` picks them",
+    )
     instances: Annotated[int, Field(ge=1)] = 1
+    intra_op_threads: Annotated[int, Field(ge=0)] = Field(
+        0, description="local target: onnxruntime threads per instance (0: the cores split among instances)"
+    )
     precision: Literal["fp32", "fp16", "int8", "int8-dynamic"] = "fp32"
     warmup: bool = True
     response_cache: bool = False
@@ -370,6 +434,52 @@ class GenerationSpec(_Strict):
             raise ValueError(
                 f"max_new_tokens {self.max_new_tokens} must be below max_context {self.max_context}"
             )
+        return self
+
+
+class DiffusionSpec(_Strict):
+    """diffusion: the class-conditional UNet the finetune stage trains, and the sampler the server runs."""
+
+    block_out_channels: list[Annotated[int, Field(ge=8)]] = Field(
+        [16, 32], description="UNet2DModel channels per resolution (each a multiple of norm_num_groups)"
+    )
+    layers_per_block: Annotated[int, Field(ge=1)] = 1
+    norm_num_groups: Annotated[int, Field(ge=1)] = 8
+    num_train_timesteps: Annotated[int, Field(ge=10)] = 1000
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
+    train_steps: Annotated[int, Field(ge=1)] = Field(1000, description="optimizer steps (batches)")
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    learning_rate: Annotated[float, Field(gt=0)] = 2e-3
+    threads: Annotated[int, Field(ge=1)] = Field(1, description="torch CPU threads while training")
+    seed: int = 0
+    scheduler: Literal["ddim"] = Field("ddim", description="the sampler (deterministic DDIM, eta 0)")
+    steps: Annotated[int, Field(ge=1)] = Field(20, description="denoising steps when a request names none")
+    min_steps: Annotated[int, Field(ge=1)] = 1
+    max_steps: Annotated[int, Field(ge=1)] = Field(50, description="the most steps a request may ask for")
+    parity_timesteps: list[Annotated[int, Field(ge=0)]] = Field(
+        [0, 250, 500, 999], description="export: UNet outputs ONNX must match PyTorch at, per timestep"
+    )
+    steps_table: list[Annotated[int, Field(ge=1)]] = Field(
+        [1, 2, 5, 10, 20, 50], description="precision: steps rows of the quality-vs-steps table"
+    )
+    orchestrator_instances: Annotated[int, Field(ge=1)] = Field(
+        4, description="sampling loops in flight at once; their UNet calls batch together in Triton"
+    )
+
+    @model_validator(mode="after")
+    def _steps_ordered(self) -> DiffusionSpec:
+        if not self.min_steps <= self.steps <= self.max_steps <= self.num_train_timesteps:
+            raise ValueError(
+                f"expected min_steps <= steps <= max_steps <= num_train_timesteps, got {self.min_steps}, "
+                f"{self.steps}, {self.max_steps}, {self.num_train_timesteps}"
+            )
+        if any(c % self.norm_num_groups for c in self.block_out_channels):
+            raise ValueError(
+                f"block_out_channels {self.block_out_channels} must be multiples of norm_num_groups "
+                f"{self.norm_num_groups}"
+            )
+        if any(t >= self.num_train_timesteps for t in self.parity_timesteps):
+            raise ValueError(f"parity_timesteps must be below num_train_timesteps {self.num_train_timesteps}")
         return self
 
 
@@ -454,7 +564,8 @@ class ModelSpec(_Strict):
     task: Task
     source: SourceSpec = SourceSpec()
     finetune: FinetuneSpec | None = None
-    data: DataSpec
+    data: DataSpec | None = Field(None, description="labelled data (every task but image generation)")
+    image: ImageSpec | None = Field(None, description="image-generation / diffusion")
     labels: list[str] | None = Field(None, description="class names; default: the checkpoint's id2label")
     inputs: list[TensorSpec] | None = Field(None, description="tensor / torch-module models")
     outputs: list[TensorSpec] | None = None
@@ -468,6 +579,7 @@ class ModelSpec(_Strict):
     loadtest: LoadtestSpec = LoadtestSpec()
     operate: OperateSpec = OperateSpec()
     generation: GenerationSpec = GenerationSpec()
+    diffusion: DiffusionSpec = DiffusionSpec()
 
     # Set by load_spec, not by the YAML: where relative paths resolve.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -489,6 +601,10 @@ class ModelSpec(_Strict):
             )
         if self.task == "tensor" and not self.inputs:
             raise ValueError("task 'tensor' needs 'inputs' (name, dtype, shape with named dynamic dims)")
+        if self.task in IMAGE_TASKS and self.image is None:
+            raise ValueError(f"task '{self.task}' needs an 'image' section (size, value_range, latent_shape)")
+        if self.task not in IMAGE_TASKS and self.data is None:
+            raise ValueError("field 'data' is required (data.eval at least)")
         asked = self.loadtest.generation.max_tokens
         if self.task == "text-generation" and asked is not None and asked > self.generation.max_new_tokens:
             raise ValueError(

@@ -15,16 +15,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING
 
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 
 from triton_bundle.admin_key import admin_headers
 from triton_bundle.bearer import auth_headers
-from triton_bundle.client.client import ClientOptions, TritonClient
 from triton_bundle.client.errors import ClientError
-from triton_bundle.client.stats import ModelStatistics
 from triton_bundle.loadtest.settings import Endpoint
+
+if TYPE_CHECKING:  # the client (tritonclient, numpy) loads when a run starts, not for `--help`
+    from triton_bundle.client.client import TritonClient
+    from triton_bundle.client.stats import ModelStatistics
 
 _NS_PER_MS = 1e6
 _FETCH_TIMEOUT_S = 3.0
@@ -141,6 +144,8 @@ class ServerSummary(BaseModel):
 def stats_client(stats_url: str) -> TritonClient:
     """The HTTP client that reads the statistics API and model configs (the admin key and the proxy's
     bearer token go with each call, as the production configs restrict these APIs)."""
+    from triton_bundle.client.client import ClientOptions, TritonClient
+
     return TritonClient(stats_url, "http", options=ClientOptions.probing(_FETCH_TIMEOUT_S))
 
 

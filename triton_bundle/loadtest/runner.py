@@ -15,12 +15,11 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from triton_bundle.client.client import ClientOptions, TritonClient
 from triton_bundle.client.errors import ClientError, ServerRejectedError
-from triton_bundle.client.metadata import ModelMetadata
 from triton_bundle.errors import BundleError
 from triton_bundle.loadtest.metrics_scraper import ServerScraper, ServerSummary
 from triton_bundle.loadtest.results import LocustSummary
@@ -30,6 +29,9 @@ from triton_bundle.loadtest.workload import LengthProfile, Workload
 from triton_bundle.net import free_port
 from triton_bundle.processes import log_tail, stop_process_group
 from triton_bundle.spec import SLOSpec
+
+if TYPE_CHECKING:
+    from triton_bundle.client.metadata import ModelMetadata
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STARTUP_GRACE_S = 45.0  # importing Locust + tritonclient, forking workers, on a busy 2-core box
@@ -60,6 +62,8 @@ def preflight(http_url: str | None, model: str, workload: Workload) -> ModelMeta
     """
     if http_url is None:
         return None
+    from triton_bundle.client.client import ClientOptions, TritonClient  # tritonclient: only for a run
+
     with TritonClient(http_url, "http", options=ClientOptions.probing(_PREFLIGHT_TIMEOUT_S)) as client:
         if not client.is_ready():
             raise ServerNotReadyError(

@@ -42,6 +42,7 @@ _RUN_MARKERS = (
     "report.json",
     "capacity.json",
     "compare.json",
+    "tune.json",
 )
 
 

@@ -75,8 +75,8 @@ def pytorch_labels(checkpoint: Path, texts: list[str], max_length: int) -> list[
     return labels
 
 
-def _step(number: int, title: str) -> None:
-    console.rule(f"[bold cyan]{number}/6 {title}")
+def _step(number: int, title: str, total: int = 6) -> None:
+    console.rule(f"[bold cyan]{number}/{total} {title}")
 
 
 def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None) -> DemoSummary:

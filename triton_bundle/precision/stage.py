@@ -420,6 +420,14 @@ def make_variants(
         from triton_bundle.precision.decoder_variants import make_decoder_variants
 
         return make_decoder_variants(spec, workdir, wanted)
+    if spec.task == "diffusion":  # the UNet, gated on the images the served DDIM loop makes
+        from triton_bundle.diffusion.variants import make_diffusion_variants
+
+        return make_diffusion_variants(spec, workdir, wanted)
+    if spec.task == "image-generation":  # a generator: gated on PSNR / SSIM / classifier agreement at seeds
+        from triton_bundle.imagegen.variants import make_image_variants
+
+        return make_image_variants(spec, workdir, wanted)
     manifest = Manifest.load(workdir, spec.name)
     (workdir / PRECISION_DIR).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".work-", dir=workdir / PRECISION_DIR) as scratch:
