@@ -386,6 +386,13 @@ def test_prepared_cache_stops_keeping_past_its_limit():
         cache.get(item, lambda i: built.append(i) or object())
     assert len(cache) == 2 and len(built) == 2 + 2 * 2  # two kept, the other two built on every draw
 
+    from triton_bundle.loadtest.prepared import HttpRequest
+
+    small = PreparedCache(max_bytes=10)
+    for v in range(3):
+        small.get(items[v], lambda i: HttpRequest(body=b"12345", headers={}))
+    assert len(small) == 2 and small.bytes == 10  # the third body would pass the byte budget
+
 
 def test_prepared_grpc_request_carries_the_texts_and_checks_answers_by_shape():
     from tritonclient.grpc import service_pb2

@@ -19,6 +19,8 @@ from triton_bundle.loadtest.workload import InputArray
 # Enough for every text of the default pool at batch 1; larger batches draw combinations that rarely
 # repeat, so past this size new requests are built and sent without being kept.
 CACHE_LIMIT = 20_000
+# And a memory bound: image requests at larger batches would otherwise keep gigabytes of bodies.
+CACHE_BYTES = 256 * 2**20
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
@@ -33,10 +35,12 @@ class HttpRequest:
 
 
 class PreparedCache:
-    """Built requests keyed by the input values they carry (bounded)."""
+    """Built requests keyed by the input values they carry (bounded in entries and bytes)."""
 
-    def __init__(self, limit: int = CACHE_LIMIT) -> None:
+    def __init__(self, limit: int = CACHE_LIMIT, max_bytes: int = CACHE_BYTES) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._built: dict[tuple, Any] = {}
 
     def get(self, inputs: Sequence[InputArray], build: Callable[[Sequence[InputArray]], Any]) -> Any:
@@ -44,12 +48,22 @@ class PreparedCache:
         found = self._built.get(key)
         if found is None:
             found = build(inputs)
-            if len(self._built) < self.limit:
+            size = _size(found)
+            if len(self._built) < self.limit and self.bytes + size <= self.max_bytes:
                 self._built[key] = found
+                self.bytes += size
         return found
 
     def __len__(self) -> int:
         return len(self._built)
+
+
+def _size(built: Any) -> int:
+    """Bytes a built request holds: an HTTP body, or a protobuf's serialized size."""
+    if isinstance(built, HttpRequest):
+        return len(built.body)
+    byte_size = getattr(built, "ByteSize", None)
+    return int(byte_size()) if callable(byte_size) else 0
 
 
 def input_key(inputs: Sequence[InputArray]) -> tuple:
