@@ -29,9 +29,10 @@ from triton_bundle.export.onnx_export import (
 )
 from triton_bundle.export.parity import compare
 from triton_bundle.export.prepared import PreparedExport
+from triton_bundle.export.record import ExportDetails, ExportRecord
 from triton_bundle.export.report import JSON_NAME, MARKDOWN_NAME, CleanupRecord, ParityReport
 from triton_bundle.export.tasks import ExportTask, get_task
-from triton_bundle.manifest import Manifest, StageRecord, dump_json
+from triton_bundle.manifest import Manifest, dump_json
 from triton_bundle.spec import ModelSpec
 
 ONNX_DIR = "onnx"
@@ -232,8 +233,7 @@ def _record(spec, workdir, manifest, prepared, outcome, report, labels) -> None:
         artifacts["onnx_data"] = (target / report.external_data).resolve()
     dtypes = graph_dtypes(onnx_file)
     manifest.record(
-        StageRecord(
-            stage="export",
+        ExportRecord(
             artifacts=artifacts,
             metrics={
                 "max_abs": max(o.max_abs for o in report.outputs),
@@ -241,23 +241,23 @@ def _record(spec, workdir, manifest, prepared, outcome, report, labels) -> None:
                 **({"label_agreement": report.label_agreement} if report.label_agreement is not None else {}),
                 **({"min_cosine": report.min_cosine} if report.min_cosine is not None else {}),
             },
-            details={
-                "task": spec.task,
-                "modality": get_task(spec.task).modality,
-                "exporter": outcome.exporter,
-                "exporter_requested": spec.export.exporter,
-                "opset": outcome.opset,
-                "input_names": prepared.input_names,
-                "output_names": prepared.output_names,
-                "dynamic_axes": report.dynamic_axes,
-                "graph_inputs": graph_dims(onnx_file),
-                "graph_outputs": graph_dims(onnx_file, "output"),
-                "dtypes": dtypes,
-                "labels": labels,
-                "cleanup": report.cleanup.tool if report.cleanup and report.cleanup.kept else None,
-                "external_data": report.external_data is not None,
+            details=ExportDetails(
+                task=spec.task,
+                modality=get_task(spec.task).modality,
+                exporter=outcome.exporter,
+                exporter_requested=spec.export.exporter,
+                opset=outcome.opset,
+                input_names=prepared.input_names,
+                output_names=prepared.output_names,
+                dynamic_axes=report.dynamic_axes,
+                graph_inputs=graph_dims(onnx_file),
+                graph_outputs=graph_dims(onnx_file, "output"),
+                dtypes=dtypes,
+                labels=labels,
+                cleanup=report.cleanup.tool if report.cleanup and report.cleanup.kept else None,
+                external_data=report.external_data is not None,
                 **prepared.details,
-            },
+            ),
         )
     )
     manifest.save(workdir)

@@ -51,6 +51,7 @@ def generate(
     """Write the Triton model repository for SPEC (configs via model_config_pb2), then validate it."""
     from triton_bundle.manifest import Manifest
     from triton_bundle.repository.generate import generate_repository
+    from triton_bundle.repository.record import RepositoryRecord
     from triton_bundle.repository.validate import validate_repository
     from triton_bundle.spec import load_spec
 
@@ -74,15 +75,15 @@ def generate(
             warmup=warmup,
             gpus=gpu or None,
         )
-    record = Manifest.load(workdir, spec.name).require("repository", "triton-bundle repo generate SPEC")
-    table = Table(title=f"{repo} ({record.details['target']})", show_header=True)
+    details = Manifest.load(workdir, spec.name).need(RepositoryRecord).details
+    table = Table(title=f"{repo} ({details.target})", show_header=True)
     table.add_column("role")
     table.add_column("model")
-    for role, name in record.details["models"].items():
+    for role, name in details.models.items():
         if name:
             table.add_row(role, name)
     _console.print(table)
-    for note in record.details.get("notes", []):
+    for note in details.notes:
         _console.print(f"[yellow]note:[/] {note}")
     _print_problems([p for p in validate_repository(repo) if p.severity == "warning"])
 

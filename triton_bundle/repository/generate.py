@@ -13,10 +13,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from triton_bundle.atomic import atomic_path, check_overwrite
-from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.manifest import Manifest
 from triton_bundle.repository.layout import write_repository
 from triton_bundle.repository.options import RepositoryOptions
 from triton_bundle.repository.pipelines import plan_for
+from triton_bundle.repository.record import RepositoryDetails, RepositoryRecord
 from triton_bundle.repository.sources import RepositoryError, checkpoint_dir, resolve_sources
 from triton_bundle.repository.validate import validate_repository
 from triton_bundle.spec import ModelSpec
@@ -95,22 +96,21 @@ def generate_repository(
 
     out_dir = out_dir.resolve()
     manifest.record(
-        StageRecord(
-            stage=STAGE,
+        RepositoryRecord(
             artifacts={"repository": out_dir},
             metrics={
                 "max_batch_size": float(options.max_batch_size),
                 "versions": float(len(options.variants)),
             },
-            details={
-                "target": options.target,
-                "models": plan.model_names,
-                "versions": {str(i): v for i, v in enumerate(options.variants, start=1)},
-                "padding": plan.padding,
-                "max_length": plan.sequence.max if plan.sequence else None,
-                "options": options.model_dump(mode="json"),
-                "notes": plan.notes,
-            },
+            details=RepositoryDetails(
+                target=options.target,
+                models=plan.model_names,
+                versions={str(i): v for i, v in enumerate(options.variants, start=1)},
+                padding=plan.padding,
+                max_length=plan.sequence.max if plan.sequence else None,
+                options=options.model_dump(mode="json"),
+                notes=plan.notes,
+            ),
         )
     )
     manifest.save(workdir)
