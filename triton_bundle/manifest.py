@@ -133,7 +133,12 @@ class Manifest(BaseModel):
 
     def record(self, record: R) -> R:
         """Store a stage's record (kept as plain JSON-shaped data); returns it as given."""
-        stored = record if type(record) is StageRecord else StageRecord.model_validate(record.model_dump())
+        stored = record
+        if type(record) is not StageRecord:  # details as JSON data, exactly what a reload gives back
+            stored = StageRecord.model_validate(
+                record.model_dump(exclude={"details"})
+                | {"details": record.model_dump(mode="json")["details"]}
+            )
         self.stages[record.stage] = stored
         return record
 

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from triton_bundle.errors import BundleError
+from triton_bundle.variants import PRECISION_VARIANTS, REFERENCE, PrecisionVariant, Variant
 
 Task = Literal[
     "text-classification",
@@ -213,7 +214,7 @@ class SensitivitySpec(_Strict):
 
 
 class PrecisionSpec(_Strict):
-    variants: list[Literal["fp16", "int8", "int8-dynamic"]] = ["fp16", "int8", "int8-dynamic"]
+    variants: list[PrecisionVariant] = list(PRECISION_VARIANTS)
     calibration: CalibrationSpec = CalibrationSpec()
     budget: AccuracyBudget = AccuracyBudget()
     int8_op_types: list[str] = Field(
@@ -326,7 +327,7 @@ class RepositorySpec(_Strict):
     max_batch_size: Annotated[int, Field(ge=0)] = 32
     max_queue_delay_us: Annotated[int, Field(ge=0)] = 2000
     instances: Annotated[int, Field(ge=1)] = 1
-    precision: Literal["fp32", "fp16", "int8", "int8-dynamic"] = "fp32"
+    precision: Variant = REFERENCE
     warmup: bool = True
     response_cache: bool = False
     expose_tensor_model: bool = Field(True, description="clients that tokenize themselves may call it")

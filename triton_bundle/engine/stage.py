@@ -28,9 +28,9 @@ from triton_bundle.export.record import ExportRecord
 from triton_bundle.manifest import Manifest, dump_json
 from triton_bundle.precision.record import PrecisionRecord
 from triton_bundle.spec import ModelSpec
+from triton_bundle.variants import ENGINE_VARIANTS
 
-Variant = Literal["fp32", "fp16", "int8"]
-VARIANTS: tuple[Variant, ...] = ("fp32", "fp16", "int8")
+VARIANTS = ENGINE_VARIANTS
 STAGE = "engine"
 ENGINES_DIR = "engines"
 AOT_DIR = "aot"

@@ -58,10 +58,11 @@ from triton_bundle.precision.sensitivity import (
 )
 from triton_bundle.precision.text_inputs import Feeds
 from triton_bundle.spec import ModelSpec
+from triton_bundle.variants import PRECISION_VARIANTS
 
 PRECISION_DIR = "precision"
 MODEL_FILE = "model.onnx"
-VARIANTS = ("fp16", "int8", "int8-dynamic")
+VARIANTS = PRECISION_VARIANTS
 SQNR_EXAMPLES = 64  # held-out examples the one-pass sensitivity ranking looks at
 
 

@@ -14,6 +14,7 @@ from triton_bundle.manifest import Manifest
 from triton_bundle.precision.record import PrecisionRecord
 from triton_bundle.repository.options import RepositoryOptions
 from triton_bundle.spec import ModelSpec
+from triton_bundle.variants import REFERENCE
 
 FALLBACK_SAMPLE_TEXT = "Hello, I would like some help with my order, please."
 
@@ -145,7 +146,7 @@ def sample_texts(spec: ModelSpec, limit: int = 64) -> list[str]:
 def resolve_sources(spec: ModelSpec, manifest: Manifest, options: RepositoryOptions) -> ModelSources:
     variants = []
     for variant in options.variants:
-        onnx = _export_onnx(manifest) if variant == "fp32" else _precision_onnx(manifest, variant)
+        onnx = _export_onnx(manifest) if variant == REFERENCE else _precision_onnx(manifest, variant)
         if not onnx.is_file():
             raise RepositoryError(
                 f"the manifest names {onnx} for '{variant}', but the file is missing; re-run its stage"
