@@ -117,13 +117,16 @@ def adopt_onnx(spec: ModelSpec, workdir: Path, force: bool = False):
         )
         dump_json(tmp / JSON_NAME, report)
         (tmp / MARKDOWN_NAME).write_text(report.markdown(), encoding="utf-8")
-    _record(spec, workdir, source, report, list(axes), output_names, axes | output_axes)
+    record = _record(spec, workdir, source, report, list(axes), output_names, axes | output_axes)
     return ExportResult(
-        onnx=(target_dir / ONNX_FILE).resolve(), report=report, report_path=(target_dir / JSON_NAME).resolve()
+        onnx=(target_dir / ONNX_FILE).resolve(),
+        report=report,
+        report_path=(target_dir / JSON_NAME).resolve(),
+        record=record,
     )
 
 
-def _record(spec, workdir: Path, source: Path, report: ParityReport, inputs, outputs, axes) -> None:
+def _record(spec, workdir: Path, source: Path, report: ParityReport, inputs, outputs, axes) -> ExportRecord:
     from triton_bundle.export.stage import ONNX_DIR, ONNX_FILE
 
     target = workdir / ONNX_DIR
@@ -137,7 +140,7 @@ def _record(spec, workdir: Path, source: Path, report: ParityReport, inputs, out
     if report.external_data:
         artifacts["onnx_data"] = (target / report.external_data).resolve()
     manifest = Manifest.load(workdir, spec.name)
-    manifest.record(
+    record = manifest.record(
         ExportRecord(
             artifacts=artifacts,
             metrics={"cases_run": float(len(report.cases))},
@@ -162,3 +165,4 @@ def _record(spec, workdir: Path, source: Path, report: ParityReport, inputs, out
         )
     )
     manifest.save(workdir)
+    return record

@@ -130,16 +130,19 @@ def export_decoder(spec: ModelSpec, workdir: Path, force: bool = False) -> Expor
         _move_model(Path(scratch), tmp)
         _write_report(tmp, report)
     shutil.rmtree(rejected, ignore_errors=True)
-    _record(spec, workdir, manifest, wrapper, checkpoint, outcome, report)
+    record = _record(spec, workdir, manifest, wrapper, checkpoint, outcome, report)
     return ExportResult(
-        onnx=(target / ONNX_FILE).resolve(), report=report, report_path=(target / JSON_NAME).resolve()
+        onnx=(target / ONNX_FILE).resolve(),
+        report=report,
+        report_path=(target / JSON_NAME).resolve(),
+        record=record,
     )
 
 
-def _record(spec, workdir, manifest, wrapper, checkpoint, outcome, report) -> None:
+def _record(spec, workdir, manifest, wrapper, checkpoint, outcome, report) -> ExportRecord:
     onnx_file = (workdir / ONNX_DIR / ONNX_FILE).resolve()
     shape = wrapper.shape
-    manifest.record(
+    record = manifest.record(
         ExportRecord(
             artifacts={
                 "onnx": onnx_file,
@@ -176,3 +179,4 @@ def _record(spec, workdir, manifest, wrapper, checkpoint, outcome, report) -> No
         )
     )
     manifest.save(workdir)
+    return record

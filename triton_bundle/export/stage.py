@@ -42,9 +42,17 @@ REJECTED_DIR = f"{ONNX_DIR}-rejected"
 
 @dataclass(frozen=True)
 class ExportResult:
+    """What the export made: the graph, its parity report, and the manifest record derived from both."""
+
     onnx: Path
     report: ParityReport
     report_path: Path
+    record: ExportRecord
+
+    @property
+    def checkpoint(self) -> Path:
+        """The PyTorch checkpoint the graph was exported from (and proven against)."""
+        return self.record.artifact("checkpoint")
 
 
 def checkpoint_path(spec: ModelSpec, manifest: Manifest) -> Path:
@@ -196,9 +204,12 @@ def export_model(spec: ModelSpec, workdir: Path, force: bool = False) -> ExportR
         _move_model(chosen, tmp)
         _write_report(tmp, report)
     shutil.rmtree(rejected, ignore_errors=True)
-    _record(spec, workdir, manifest, prepared, outcome, report, labels)
+    record = _record(spec, workdir, manifest, prepared, outcome, report, labels)
     return ExportResult(
-        onnx=(target / ONNX_FILE).resolve(), report=report, report_path=(target / JSON_NAME).resolve()
+        onnx=(target / ONNX_FILE).resolve(),
+        report=report,
+        report_path=(target / JSON_NAME).resolve(),
+        record=record,
     )
 
 
@@ -220,7 +231,7 @@ def _describe(report, spec, prepared, outcome: ExportOutcome, cleanup, chosen: P
     report.external_data = external.name if external.exists() else None
 
 
-def _record(spec, workdir, manifest, prepared, outcome, report, labels) -> None:
+def _record(spec, workdir, manifest, prepared, outcome, report, labels) -> ExportRecord:
     target = workdir / ONNX_DIR
     onnx_file = (target / ONNX_FILE).resolve()
     artifacts = {
@@ -232,7 +243,7 @@ def _record(spec, workdir, manifest, prepared, outcome, report, labels) -> None:
     if report.external_data:
         artifacts["onnx_data"] = (target / report.external_data).resolve()
     dtypes = graph_dtypes(onnx_file)
-    manifest.record(
+    record = manifest.record(
         ExportRecord(
             artifacts=artifacts,
             metrics={
@@ -261,3 +272,4 @@ def _record(spec, workdir, manifest, prepared, outcome, report, labels) -> None:
         )
     )
     manifest.save(workdir)
+    return record

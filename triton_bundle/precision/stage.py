@@ -401,6 +401,18 @@ def _record(
     )
 
 
+def _fp32_summary(ctx: _Context, latency: bool) -> Fp32Summary:
+    """FP32's own numbers: the reference row of the precision table."""
+    reference = compare_outputs(ctx.reference, ctx.reference, ctx.eval_set)
+    return Fp32Summary(
+        onnx=str(ctx.fp32),
+        size_mb=ctx.fp32_size_mb,
+        accuracy=reference.accuracy_fp32,
+        macro_f1=reference.macro_f1_fp32,
+        latency_ms={k: measure_latency(ctx.fp32, f) for k, f in ctx.latency_feeds.items()} if latency else {},
+    )
+
+
 def make_variants(
     spec: ModelSpec,
     workdir: Path,
@@ -424,11 +436,7 @@ def make_variants(
     (workdir / PRECISION_DIR).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".work-", dir=workdir / PRECISION_DIR) as scratch:
         ctx = _context(spec, manifest, Path(scratch))
-        fp32 = Fp32Summary(onnx=str(ctx.fp32), size_mb=ctx.fp32_size_mb)
-        reference_metrics = compare_outputs(ctx.reference, ctx.reference, ctx.eval_set)
-        fp32.accuracy, fp32.macro_f1 = reference_metrics.accuracy_fp32, reference_metrics.macro_f1_fp32
-        if latency:
-            fp32.latency_ms = {k: measure_latency(ctx.fp32, f) for k, f in ctx.latency_feeds.items()}
+        fp32 = _fp32_summary(ctx, latency)
         reports: dict[str, VariantReport] = {}
         published: dict[str, Path] = {}
         rejected: dict[str, Path] = {}

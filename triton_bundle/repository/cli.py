@@ -49,16 +49,14 @@ def generate(
     force: Annotated[bool, typer.Option(help="replace an existing repository")] = False,
 ) -> None:
     """Write the Triton model repository for SPEC (configs via model_config_pb2), then validate it."""
-    from triton_bundle.manifest import Manifest
-    from triton_bundle.repository.generate import generate_repository
-    from triton_bundle.repository.record import RepositoryRecord
+    from triton_bundle.repository.generate import generate
     from triton_bundle.repository.validate import validate_repository
     from triton_bundle.spec import load_spec
 
     spec = load_spec(spec_path)
     workdir = workdir or spec.default_workdir()
     with _console.status(f"generating the repository for {spec.name} ..."):
-        repo = generate_repository(
+        result = generate(
             spec,
             workdir,
             out_dir=out,
@@ -75,7 +73,7 @@ def generate(
             warmup=warmup,
             gpus=gpu or None,
         )
-    details = Manifest.load(workdir, spec.name).need(RepositoryRecord).details
+    repo, details = result.path, result.record.details
     table = Table(title=f"{repo} ({details.target})", show_header=True)
     table.add_column("role")
     table.add_column("model")

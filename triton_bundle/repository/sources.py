@@ -117,11 +117,10 @@ def checkpoint_dir(spec: ModelSpec, manifest: Manifest) -> Path | None:
     return None
 
 
-def labels_for(spec: ModelSpec, manifest: Manifest, checkpoint: Path | None) -> list[str] | None:
+def labels_for(spec: ModelSpec, export: ExportRecord | None, checkpoint: Path | None) -> list[str] | None:
     """The spec's labels, else those the export recorded, else the checkpoint's id2label."""
     if spec.labels:
         return list(spec.labels)
-    export = manifest.get(ExportRecord)
     if export is not None and export.details.labels:
         return [str(label) for label in export.details.labels]
     config = checkpoint / "config.json" if checkpoint else None
@@ -157,7 +156,7 @@ def resolve_sources(spec: ModelSpec, manifest: Manifest, options: RepositoryOpti
     text_tasks = {"text-classification", "token-classification", "feature-extraction"}
     return ModelSources(
         checkpoint=checkpoint,
-        labels=labels_for(spec, manifest, checkpoint),
+        labels=labels_for(spec, manifest.get(ExportRecord), checkpoint),
         variants=tuple(variants),
         sample_texts=sample_texts(spec) if spec.task in text_tasks else [],
     )
