@@ -36,6 +36,7 @@ class FinetuneResult:
     train_examples: int
     eval_accuracy: float | None  # None: the held-out data has no labels
     seconds: float
+    heldout_perplexity: float | None = None  # decoders
 
 
 def resolve_base_model(name: str, base_dir: Path) -> Path:

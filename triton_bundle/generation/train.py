@@ -148,4 +148,4 @@ def finetune_causal_lm(spec: ModelSpec, workdir: Path, force: bool = False):
         )
     )
     manifest.save(workdir)
-    return FinetuneResult(target.resolve(), [], len(train), math.exp(-loss), seconds)
+    return FinetuneResult(target.resolve(), [], len(train), math.exp(-loss), seconds, math.exp(loss))
