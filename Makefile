@@ -6,8 +6,9 @@ SPEC   ?= examples/minilm-intent/spec.yaml
 STAMP  := $(VENV)/.installed
 
 GEN_SPEC ?= examples/support-gpt/spec.yaml
+IMAGE_SPEC ?= examples/digits-gan/spec.yaml
 
-.PHONY: install install-system demo demo-generate test test-fast lint format benchmark benchmark-quick soak clean
+.PHONY: install install-system demo demo-generate demo-image test test-fast lint format benchmark benchmark-quick soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +43,11 @@ demo: install
 # Text generation: train a small decoder on support replies, export with a KV cache, gate, serve, stream.
 demo-generate: install
 	$(BIN)/triton-bundle demo $(GEN_SPEC)
+
+# Image generation: train a digit generator (no download), export, gate FP16 / INT8 on PSNR / SSIM / a
+# digit classifier, serve seed -> PNG, compare with PyTorch over HTTP and gRPC, write a grid of digits.
+demo-image: install
+	$(BIN)/triton-bundle demo $(IMAGE_SPEC)
 
 test: install install-system
 	$(BIN)/python -m pytest -q

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from triton_bundle.errors import BundleError
-from triton_bundle.processes import stop_process_group
-from triton_bundle.serving.local_triton import free_port
+from triton_bundle.net import free_port
+from triton_bundle.processes import log_tail, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
 _ENV_CHECKPOINT = "BENCH_BASELINE_CHECKPOINT"
@@ -177,9 +177,7 @@ class BaselineServer:
             time.sleep(0.2)
 
     def _tail(self, lines: int = 25) -> str:
-        path = self.settings.log_file
-        text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.settings.log_file, lines, missing="")
 
     def stop(self) -> None:
         process, self._process = self._process, None

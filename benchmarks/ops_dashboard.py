@@ -27,10 +27,11 @@ import yaml
 
 from triton_bundle.client import TritonClient
 from triton_bundle.data import load_texts
+from triton_bundle.net import free_port
 from triton_bundle.operate import dashboard, rules
 from triton_bundle.plotting import Reference, draw_references
 from triton_bundle.processes import stop_process_group
-from triton_bundle.serving.local_triton import LocalTriton, ServerConfig, free_port
+from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
 from triton_bundle.spec import load_spec
 
 SCRAPE_S = 2

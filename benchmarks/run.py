@@ -30,6 +30,7 @@ from benchmarks.heldout import Heldout
 from benchmarks.inputs import BenchInputs, prepare_inputs
 from benchmarks.results import BenchmarkReport, MachineInfo, Row, SkippedSection
 from benchmarks.settings import BenchSettings, preset, with_overrides
+from triton_bundle.entry import run_entry
 from triton_bundle.errors import BundleError
 from triton_bundle.export.record import ExportRecord
 from triton_bundle.manifest import Manifest
@@ -273,25 +274,21 @@ def main(
     gpu_triton_url: str | None = typer.Option(None, help="host:port of a running GPU Triton (NVIDIA image)"),
 ) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        settings = with_overrides(
-            preset(quick, machine_limits.cores()),
-            sections=sections,
-            variants=variants,
-            batch_sizes=batch_sizes,
-            concurrency=concurrency,
-            duration_s=duration,
-            served=served_configs,
-            baseline_workers=baseline_workers,
-        )
-        result = run_benchmark(spec, workdir, out, settings, gpu_triton_url)
-    except BundleError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    settings = with_overrides(
+        preset(quick, machine_limits.cores()),
+        sections=sections,
+        variants=variants,
+        batch_sizes=batch_sizes,
+        concurrency=concurrency,
+        duration_s=duration,
+        served=served_configs,
+        baseline_workers=baseline_workers,
+    )
+    result = run_benchmark(spec, workdir, out, settings, gpu_triton_url)
     paths = report.write_all(result, out)
     report.print_table(result, console)
     console.print(f"wrote {paths['json']} and {paths['markdown']} ({result.wall_s:.0f} s)")
 
 
 if __name__ == "__main__":
-    app()
+    run_entry(app)

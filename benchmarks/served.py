@@ -21,7 +21,8 @@ from benchmarks.inputs import BenchInputs
 from benchmarks.loadgen import HttpEndpoint, closed_loop, json_text_endpoint, label_all, triton_endpoint
 from benchmarks.machine_limits import MatmulWork, cores, limit_for
 from benchmarks.results import Accuracy, Row, StageSplit
-from triton_bundle.loadtest.metrics_scraper import model_configs, summarize, take_sample
+from triton_bundle.client.client import TritonClient
+from triton_bundle.loadtest.metrics_scraper import model_configs, stats_client, summarize, take_sample
 from triton_bundle.repository import contract
 from triton_bundle.repository.layout import CONFIG_FILE, read_config
 
@@ -79,8 +80,8 @@ def _accuracy(labels: list[str], heldout: Heldout, reference: Reference) -> Accu
     )
 
 
-def _stage_splits(stats_url: str, model: str, before, after) -> list[StageSplit]:
-    configs = model_configs(stats_url, sorted(after.models))
+def _stage_splits(stats: TritonClient, model: str, before, after) -> list[StageSplit]:
+    configs = model_configs(stats, sorted(after.models))
     summary = summarize(model, [before, after], configs)
     # The ensemble only routes: its queue / compute figures are its steps' added up.
     return [
@@ -107,9 +108,10 @@ def drive(
 ) -> list[Row]:
     """One row per concurrency: warm up, then a measured window with CPU and (Triton) server stats."""
     rows = []
+    stats = stats_client(stats_url) if stats_url else None
     for concurrency in plan.concurrencies:
         closed_loop(endpoint, texts, concurrency, plan.warmup_s, 0.0)
-        before = take_sample(stats_url, None) if stats_url else None
+        before = take_sample(stats, None) if stats is not None else None
         window = CpuWindow(cpu_roots)
         result = closed_loop(endpoint, texts, concurrency, plan.duration_s, 0.0)
         cpu = window.stop(result.requests)
@@ -121,8 +123,8 @@ def drive(
         row.cpu = cpu
         if result.first_error:
             row.notes.append(f"first error: {result.first_error[:200]}")
-        if stats_url and model and before is not None:
-            row.stages = _stage_splits(stats_url, model, before, take_sample(stats_url, None))
+        if stats is not None and model and before is not None:
+            row.stages = _stage_splits(stats, model, before, take_sample(stats, None))
         rows.append(row)
     return rows
 

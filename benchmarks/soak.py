@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from triton_bundle.atomic import write_text_atomic
+from triton_bundle.entry import run_entry
 from triton_bundle.errors import BundleError
 from triton_bundle.loadtest.report import write_report
 from triton_bundle.loadtest.runner import LoadtestResult, run_loadtest
@@ -320,22 +321,18 @@ def main(
     max_growth_mb: float = typer.Option(64.0, min=0, help="memory growth (first vs last minute) that fails"),
 ) -> None:
     """Measure capacity, hold `load` x capacity for `minutes`, report failures and memory growth."""
-    try:
-        report = soak(
-            spec_path,
-            minutes,
-            load,
-            workdir,
-            out,
-            capacity_rps,
-            probe_levels,
-            probe_seconds,
-            sample_seconds,
-            max_growth_mb,
-        )
-    except BundleError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+    report = soak(
+        spec_path,
+        minutes,
+        load,
+        workdir,
+        out,
+        capacity_rps,
+        probe_levels,
+        probe_seconds,
+        sample_seconds,
+        max_growth_mb,
+    )
     print_report(report)
     console.print(f"written: {out / 'soak.json'}")
     raise typer.Exit(0 if report.passed else 1)
@@ -418,4 +415,4 @@ def soak(
 
 
 if __name__ == "__main__":
-    app()
+    run_entry(app)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Move every image to another NVIDIA release in one command: docker/set-release.sh 25.11
 # Rewrites TRITON_RELEASE in docker/.env, the triton-bundle image tags in deploy/ and the spec default
-# (EngineSpec.triton_image_tag). The facts line in docker/.env (TensorRT version, minimum driver) must
-# then be updated by hand from NVIDIA's release notes: the test suite fails until it names the release.
+# (EngineSpec.triton_image_tag). The facts line in docker/.env (TensorRT version, minimum driver) and the
+# release's row in triton_bundle/repository/triton_images.py must then be updated by hand from NVIDIA's
+# sources (docs/ops-release.md says where): the test suite fails until both name the release.
 set -euo pipefail
 
 release="${1:?usage: docker/set-release.sh YY.MM}"
@@ -17,4 +18,5 @@ find "${root}/deploy" -name '*.yaml' -exec \
   sed -i -E "s#(image: triton-bundle/[a-z0-9-]+):[0-9]{2}\.[0-9]{2}#\1:${release}#" {} +
 sed -i -E "s/(triton_image_tag: str = Field\(\s*\")[0-9]{2}\.[0-9]{2}\"/\1${release}\"/" \
   "${root}/triton_bundle/spec.py"
-echo "pinned to ${release}; now update the 'Release ...' facts line in docker/.env and the README" >&2
+echo "pinned to ${release}; now update the 'Release ...' facts line in docker/.env, its row in" \
+  "triton_bundle/repository/triton_images.py, docs/ops-release.md and the README" >&2

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from triton_bundle.serving.local_triton import free_port
+from triton_bundle.net import free_port
 
 SPEC_COMMANDS = [
     ["export"],

@@ -27,7 +27,8 @@ from triton_bundle.client.errors import InvalidInputError, ServerRejectedError
 from triton_bundle.client.retry import RetryPolicy
 from triton_bundle.client.shm import registered, stage_inputs
 from triton_bundle.client.transport import SyncTransport
-from triton_bundle.serving.local_triton import LocalTriton, ServerConfig, free_port
+from triton_bundle.net import free_port
+from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from triton_bundle.cli import app
 from triton_bundle.doctor.checks import probe_docker, probe_gpu, probe_local_triton, probe_port, probe_ports
 from triton_bundle.doctor.run import exit_code, next_steps, run_checks
-from triton_bundle.serving.local_triton import free_port
+from triton_bundle.net import free_port
 
 
 @pytest.fixture
@@ -47,9 +47,9 @@ def test_no_docker_and_no_gpu_on_path_name_their_fixes():
 
 
 def test_a_broken_triton_install_is_a_failed_check_not_a_crash(tmp_path, monkeypatch):
-    import triton_bundle.serving.local_triton as local_triton
+    import triton_bundle.serving.triton_install as triton_install
 
-    monkeypatch.setattr(local_triton, "_pytriton_dist_dir", lambda: tmp_path / "no-such-wheel")
+    monkeypatch.setattr(triton_install, "_pytriton_dist_dir", lambda: tmp_path / "no-such-wheel")
     probe = probe_local_triton(tmp_path / "cache")
     assert not probe.passed and "tritonserver binary not found" in probe.detail
     assert "pip install nvidia-pytriton" in probe.fix

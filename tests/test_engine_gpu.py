@@ -2,7 +2,7 @@
 against ONNX Runtime on real sentences. Run on an NVIDIA host, in the TensorRT container (torch is
 only needed for the demo's fine-tune and export, so its CPU build will do):
 
-    docker run --rm --gpus all -v "$PWD":"$PWD" -w "$PWD" nvcr.io/nvidia/tensorrt:25.10-py3 bash -c \
+    docker run --rm --gpus all -v "$PWD":"$PWD" -w "$PWD" nvcr.io/nvidia/tensorrt:26.07-py3 bash -c \
       'pip install -q --break-system-packages torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu &&
        pip install -q --break-system-packages -e ".[dev,trt-rtx]" && python3 -m pytest -q -m gpu tests/test_engine_gpu.py'
 """

@@ -29,6 +29,11 @@ TASKS = {
         "data": {"eval": "eval.npz"},
         "inputs": [{"name": "latent", "dtype": "float32", "shape": ["batch", 16]}],
     },
+    "image-generation": {  # no data section: the digits come from scikit-learn
+        "source": {"kind": "torch-module", "module": "triton_bundle.imagegen.models:ConvGenerator"},
+        "image": {"latent_shape": [32]},
+        "labels": [str(i) for i in range(10)],
+    },
 }
 SERVED = {  # what the repository plan names the model clients call, per task
     "text-classification": "demo",
@@ -36,6 +41,7 @@ SERVED = {  # what the repository plan names the model clients call, per task
     "feature-extraction": "demo",
     "image-classification": "demo",
     "tensor": "demo_model",
+    "image-generation": "demo",
 }
 
 

@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 
 from triton_bundle.client import TritonClient
+from triton_bundle.net import free_port
 from triton_bundle.processes import stop_process_group
-from triton_bundle.serving.local_triton import LocalTriton, ServerConfig, free_port
+from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
 
 pytestmark = pytest.mark.slow
 

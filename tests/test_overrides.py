@@ -73,3 +73,16 @@ def test_an_option_group_is_declared_once_and_arrives_as_one_object():
     assert runner.invoke(app, ["command", "x", "--retries", "-1"]).exit_code == 2  # the group's bounds hold
     help_text = runner.invoke(app, ["command", "--help"]).output
     assert "--url" in help_text and "--retries" in help_text and "Say who is called." in help_text
+
+
+@pytest.mark.parametrize("example", ["minilm-intent", "support-gpt"])
+def test_load_test_overrides_go_through_the_spec_section(example, tmp_path):
+    from triton_bundle.loadtest.settings import LoadtestUsageError
+    from triton_bundle.loadtest.stage import Overrides, build_settings
+
+    spec = load_spec(EXAMPLES / example / "spec.yaml")
+    settings = build_settings(spec, Overrides(users=5, protocol="grpc", workers=2), tmp_path)
+    assert (settings.shape.users, settings.endpoint.protocol, settings.workers) == (5, "grpc", 2)
+    assert settings.max_requests == spec.loadtest.max_requests  # not given: the spec's
+    with pytest.raises(LoadtestUsageError, match="duration_s"):
+        build_settings(spec, Overrides(duration_s=7200), tmp_path)

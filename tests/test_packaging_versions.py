@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from triton_bundle.repository.triton_images import release, tensorrt_for_image
 from triton_bundle.spec import EngineSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +157,16 @@ def test_the_pinned_release_facts_are_documented() -> None:
         "docker/.env needs '# Release YY.MM: TensorRT x.y.z, CUDA ..., Triton ..., NVIDIA driver >= ...'"
     )
     assert facts.group(1) == release_pin(ROOT), "the facts line describes another release than the pin"
+
+
+def test_the_pinned_release_is_in_the_tensorrt_table_with_the_facts_line_version() -> None:
+    # The repository validator checks engines against this table: a pin it does not know would leave
+    # every engine unchecked, and a table that disagrees with the facts line would pass wrong engines.
+    facts = FACTS_LINE.search((ROOT / "docker" / ".env").read_text(encoding="utf-8"))
+    assert facts
+    table = tensorrt_for_image(release_pin(ROOT))
+    assert table is not None, f"add {release_pin(ROOT)} to triton_bundle/repository/triton_images.py"
+    assert release(table) == release(facts.group(2)), f"table: TensorRT {table}, facts line: {facts.group(2)}"
 
 
 def test_set_release_moves_everything_in_one_command(tmp_path: Path) -> None:

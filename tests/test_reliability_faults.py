@@ -35,9 +35,10 @@ from triton_bundle.loadtest.settings import Endpoint
 from triton_bundle.loadtest.stage import Overrides, build_settings
 from triton_bundle.loadtest.workload import workload_for
 from triton_bundle.manifest import sha256_file
+from triton_bundle.net import free_port
 from triton_bundle.repository import contract
 from triton_bundle.repository.layout import CONFIG_FILE, read_config
-from triton_bundle.serving.local_triton import LocalTriton, ServerConfig, failed_models, free_port
+from triton_bundle.serving.local_triton import LocalTriton, ServerConfig, failed_models
 from triton_bundle.serving.preflight import EngineMismatchError, GpuInfo, RuntimeInfo, run_preflight
 from triton_bundle.spec import ModelSpec
 

@@ -19,14 +19,9 @@ import tritonclient.http as httpclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from triton_bundle.serving import local_triton
-from triton_bundle.serving.local_triton import (
-    LocalTriton,
-    ServerConfig,
-    TritonNotInstalledError,
-    TritonStartupError,
-    prepare_triton,
-)
+from triton_bundle.serving import triton_install
+from triton_bundle.serving.local_triton import LocalTriton, ServerConfig, TritonStartupError
+from triton_bundle.serving.triton_install import TritonNotInstalledError, prepare_triton
 
 # A Python model that reports the interpreter environment its stub embeds: the imports prove the python
 # models see this venv's numpy / tokenizers / onnxruntime.
@@ -160,7 +155,7 @@ def test_not_ready_in_time_stops_the_server(tmp_path: Path) -> None:
 
 
 def test_missing_binary_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_triton, "_pytriton_dist_dir", lambda: tmp_path / "tritonserver")
+    monkeypatch.setattr(triton_install, "_pytriton_dist_dir", lambda: tmp_path / "tritonserver")
     with pytest.raises(TritonNotInstalledError, match=r"pip install nvidia-pytriton==0\.7\.0"):
         prepare_triton(tmp_path / "cache")
 

@@ -2,7 +2,7 @@
 equal to PyTorch's, streamed token by token. Needs an NVIDIA GPU inside the TensorRT-LLM Triton image:
 
     docker run --rm --gpus all -v "$PWD":"$PWD" -w "$PWD" \\
-      nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3 bash -c \\
+      nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3 bash -c \\
       'pip install -q -e ".[dev]" && python3 -m pytest -q -m gpu tests/test_trtllm_gpu.py'
 
 (TENSORRT_LLM_DIR may point at a TensorRT-LLM checkout of the image's version; otherwise the build script

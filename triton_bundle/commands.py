@@ -9,7 +9,7 @@ def register_all(app: typer.Typer) -> None:
     # Stage CLI modules import their heavy dependencies (torch, onnx, tritonclient) lazily, inside the
     # commands, so `triton-bundle --help` stays fast.
     from triton_bundle.client import cli as client_cli
-    from triton_bundle.client import generate_cli
+    from triton_bundle.client import generate_cli, image_cli
     from triton_bundle.compress import cli as compress_cli
     from triton_bundle.doctor import cli as doctor_cli
     from triton_bundle.engine import cli as engine_cli
@@ -37,5 +37,6 @@ def register_all(app: typer.Typer) -> None:
     app.command("infer")(client_cli.infer_command)
     app.command("stats")(client_cli.stats_command)
     app.command("generate")(generate_cli.generate_command)
+    app.command("generate-image")(image_cli.generate_image_command)
     loadtest_cli.register(app)
     app.add_typer(operate_cli.app, name="ops")

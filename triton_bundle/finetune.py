@@ -131,6 +131,10 @@ def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneRes
         from triton_bundle.generation.train import finetune_causal_lm
 
         return finetune_causal_lm(spec, workdir, force)
+    if spec.task == "image-generation":  # a class-conditional generator on the digits (imagegen.train)
+        from triton_bundle.imagegen.train import finetune_image_generator
+
+        return finetune_image_generator(spec, workdir, force)
     if spec.task != "text-classification":
         raise FinetuneError(f"fine-tuning is built for text-classification, not '{spec.task}'")
     cfg = spec.finetune

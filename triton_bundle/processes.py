@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 
 def stop_process_group(
@@ -31,3 +32,15 @@ def stop_process_group(
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=kill_wait_s)
+
+
+def last_lines(text: str, lines: int) -> str:
+    """The last `lines` lines of a process's output: the end of a log usually says why it failed."""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def log_tail(path: Path, lines: int, missing: str = "(no log)") -> str:
+    """The last `lines` lines of a log file, or `missing` when the process wrote none."""
+    if not Path(path).is_file():
+        return missing
+    return last_lines(Path(path).read_text(encoding="utf-8", errors="replace"), lines)

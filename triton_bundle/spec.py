@@ -22,7 +22,10 @@ Task = Literal[
     "image-classification",
     "tensor",
     "text-generation",
+    "image-generation",
+    "diffusion",
 ]
+IMAGE_TASKS = ("image-generation", "diffusion")
 DType = Literal["float32", "float16", "int64", "int32", "int8", "uint8", "bool", "string"]
 Dim = int | str  # an int is fixed; a string names a dynamic dim ("batch", "sequence", "height", ...)
 
@@ -89,6 +92,23 @@ class FinetuneSpec(_Strict):
     scratch: ScratchLMSpec | None = Field(
         None, description="text-generation: train this decoder from scratch instead of loading base_model"
     )
+    image: ImageTrainSpec | None = Field(
+        None, description="image-generation: train source.module (a generator) on image.dataset"
+    )
+
+
+class ImageTrainSpec(_Strict):
+    """image-generation: how the class-conditional generator trains (finetune.image)."""
+
+    kl_weight: Annotated[float, Field(ge=0)] = Field(
+        0.5,
+        description="weight of the KL term that shapes the latent into N(0, 1) (the decoder is the generator)",
+    )
+    adversarial_weight: Annotated[float, Field(ge=0)] = Field(
+        0.05,
+        description="weight of the non-saturating GAN loss from a small conditional discriminator (0: off)",
+    )
+    threads: Annotated[int, Field(ge=1)] = Field(1, description="torch CPU threads while training")
 
 
 class SourceSpec(_Strict):
@@ -112,6 +132,35 @@ class SourceSpec(_Strict):
             raise ValueError("source.kind 'torch-module' needs source.module ('package.module:ClassName')")
         if self.kind == "onnx" and (self.path is None or self.path.suffix.lower() != ".onnx"):
             raise ValueError(f"source.kind 'onnx' needs source.path to an .onnx file (got {self.path})")
+        return self
+
+
+class ImageSpec(_Strict):
+    """image-generation / diffusion: what the generator makes and which seeds every check uses."""
+
+    dataset: Literal["digits"] = Field(
+        "digits", description="scikit-learn's load_digits, upscaled (no download)"
+    )
+    channels: Annotated[int, Field(ge=1)] = 1
+    height: Annotated[int, Field(ge=8)] = 16
+    width: Annotated[int, Field(ge=8)] = 16
+    value_range: tuple[float, float] = Field((-1.0, 1.0), description="the graph's output range (low, high)")
+    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="the graph's output layout")
+    latent_shape: list[Annotated[int, Field(ge=1)]] = Field(
+        [32], description="one image's latent (GAN: [latent_dim]; diffusion: [C, H, W])"
+    )
+    gate_seeds: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: list(range(40)),
+        description="seeds export parity and the precision gates compare images at (class = seed % classes)",
+    )
+    min_parity_psnr_db: float = Field(
+        60.0, description="export / serving parity: PSNR of ONNX vs PyTorch images"
+    )
+
+    @model_validator(mode="after")
+    def _ordered_range(self) -> ImageSpec:
+        if not self.value_range[0] < self.value_range[1]:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {self.value_range}")
         return self
 
 
@@ -192,6 +241,13 @@ class AccuracyBudget(_Strict):
     )
     max_abs_error: Annotated[float, Field(ge=0)] | None = Field(
         None, description="generic tensors: allowed max |variant - FP32| (not checked when omitted)"
+    )
+    min_ssim: Annotated[float, Field(ge=-1, le=1)] = Field(
+        0.95, description="image generators: mean SSIM vs the FP32 images at image.gate_seeds"
+    )
+    min_class_agreement: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.95,
+        description="class-conditional generators: share of images the digit classifier labels as FP32's",
     )
     min_next_token_agreement: Annotated[float, Field(ge=0, le=1)] = Field(
         0.95, description="text-generation: teacher-forced top-1 next-token agreement with FP32"
@@ -296,7 +352,7 @@ class CompressSpec(_Strict):
 
 
 class EngineSpec(_Strict):
-    triton_image_tag: str = Field("26.03", description="YY.MM of nvcr.io/nvidia/tritonserver (and tensorrt)")
+    triton_image_tag: str = Field("26.07", description="YY.MM of nvcr.io/nvidia/tritonserver (and tensorrt)")
     builder_optimization_level: Annotated[int, Field(ge=0, le=5)] = 3
     version_compatible: bool = False
     hardware_compatibility: Literal["none", "ampere_plus", "same_compute_capability"] = "none"
@@ -448,7 +504,8 @@ class ModelSpec(_Strict):
     task: Task
     source: SourceSpec = SourceSpec()
     finetune: FinetuneSpec | None = None
-    data: DataSpec
+    data: DataSpec | None = Field(None, description="labelled data (every task but image generation)")
+    image: ImageSpec | None = Field(None, description="image-generation / diffusion")
     labels: list[str] | None = Field(None, description="class names; default: the checkpoint's id2label")
     inputs: list[TensorSpec] | None = Field(None, description="tensor / torch-module models")
     outputs: list[TensorSpec] | None = None
@@ -483,6 +540,10 @@ class ModelSpec(_Strict):
             )
         if self.task == "tensor" and not self.inputs:
             raise ValueError("task 'tensor' needs 'inputs' (name, dtype, shape with named dynamic dims)")
+        if self.task in IMAGE_TASKS and self.image is None:
+            raise ValueError(f"task '{self.task}' needs an 'image' section (size, value_range, latent_shape)")
+        if self.task not in IMAGE_TASKS and self.data is None:
+            raise ValueError("field 'data' is required (data.eval at least)")
         asked = self.loadtest.generation.max_tokens
         if self.task == "text-generation" and asked is not None and asked > self.generation.max_new_tokens:
             raise ValueError(

@@ -9,10 +9,9 @@ other pods), so it prepares them first:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from triton_bundle.errors import BundleError
+from triton_bundle.entry import run_entry
 from triton_bundle.loadtest.stage import Overrides, build_settings
 from triton_bundle.loadtest.workload import workload_for
 from triton_bundle.spec import load_spec
@@ -26,18 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker pods the request cap is split over")
     parser.add_argument("--out", type=Path, required=True, help="directory for the settings and workload")
     args = parser.parse_args(argv)
-    try:
-        spec = load_spec(args.spec)
-        overrides = Overrides(url=args.url, protocol=args.protocol, workers=args.workers)
-        args.out.mkdir(parents=True, exist_ok=True)
-        settings = build_settings(spec, overrides, args.out)
-        workload_for(spec, seed=settings.seed).save(settings.workload_path)
-        print(settings.write(args.out / "locust_settings.json"))
-    except BundleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    spec = load_spec(args.spec)
+    overrides = Overrides(url=args.url, protocol=args.protocol, workers=args.workers)
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = build_settings(spec, overrides, args.out)
+    workload_for(spec, seed=settings.seed).save(settings.workload_path)
+    print(settings.write(args.out / "locust_settings.json"))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_entry(main)

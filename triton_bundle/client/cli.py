@@ -24,6 +24,7 @@ from triton_bundle.client.connection import DEFAULT_PORTS, parse_endpoint
 from triton_bundle.client.errors import ClientError
 from triton_bundle.client.readers import InputFormat, count_records, format_for_path, read_texts
 from triton_bundle.export.image_data import IMAGE_SUFFIXES
+from triton_bundle.net import client_host
 from triton_bundle.repository.contract import (
     EMBEDDING_OUTPUT,
     ENTITIES_OUTPUT,
@@ -119,7 +120,7 @@ def _server(
         spec = load_spec(spec_path)
         chosen = chosen or "http"
         port = spec.serving.grpc_port if chosen == "grpc" else spec.serving.http_port
-        return f"{spec.serving.host}:{port}", chosen
+        return f"{client_host(spec.serving.host)}:{port}", chosen  # a wildcard bind: dial loopback
     chosen = chosen or "http"
     return f"127.0.0.1:{DEFAULT_PORTS[chosen]}", chosen  # type: ignore[index]
 

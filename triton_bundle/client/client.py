@@ -66,6 +66,13 @@ class ClientOptions(BaseModel):
     ] = None
     metadata_ttl_s: Annotated[float, Field(ge=0)] = 30.0
 
+    @classmethod
+    def probing(cls, timeout_s: float) -> ClientOptions:
+        """For health checks and statistics sampling: one connection, one retry, all within timeout_s."""
+        return cls(
+            timeout_s=timeout_s, retry=RetryPolicy(max_attempts=2, max_total_s=timeout_s), concurrency=1
+        )
+
 
 class ModelState(BaseModel):
     """One row of the server's model repository index."""
@@ -304,6 +311,10 @@ class TritonClient(_Shared):
     def statistics(self, model: str = "", version: str = "") -> list[ModelStatistics]:
         """Per-model statistics; all models when `model` is empty."""
         return parse_statistics(self._call("statistics", lambda t: t.statistics(model, version)))
+
+    def model_config(self, model: str, version: str = "") -> dict[str, Any]:
+        """The model's configuration as the server reports it (platform, ensemble steps, batching)."""
+        return self._call(f"config of model '{model}'", lambda t: t.model_config(model, version))
 
     # -- inference -------------------------------------------------------------------------------
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
-import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from triton_bundle.net import bind_error
 
 Status = Literal["ok", "warn", "fail"]
 Target = Literal["local", "nvidia"]
@@ -50,7 +51,7 @@ def _run(
 
 def probe_local_triton(cache_root: Path | None = None) -> Probe:
     """The wheel's tritonserver prepared in the cache, with its Python backend stub, and it loads."""
-    from triton_bundle.serving.local_triton import prepare_triton, python_backend_env
+    from triton_bundle.serving.triton_install import prepare_triton, python_backend_env
 
     fix = "pip install nvidia-pytriton==0.7.0 (make install does), then re-run doctor"
     try:
@@ -76,18 +77,14 @@ def probe_local_triton(cache_root: Path | None = None) -> Probe:
 
 def probe_port(host: str, port: int) -> Probe:
     """Free when a listening socket can bind it (SO_REUSEADDR, as servers do: TIME_WAIT does not count)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            return Probe(
-                False,
-                f"{host}:{port} is taken ({exc.strerror or exc})",
-                f"stop what listens there (ss -ltnp 'sport = :{port}'), or serve on free ports: "
-                "triton-bundle serve SPEC --http-port 0 --grpc-port 0 --metrics-port 0",
-            )
+    exc = bind_error(host, port)
+    if exc is not None:
+        return Probe(
+            False,
+            f"{host}:{port} is taken ({exc.strerror or exc})",
+            f"stop what listens there (ss -ltnp 'sport = :{port}'), or serve on free ports: "
+            "triton-bundle serve SPEC --http-port 0 --grpc-port 0 --metrics-port 0",
+        )
     return Probe(True, f"{host}:{port} is free")
 
 
@@ -103,8 +100,8 @@ def probe_ports(host: str, ports: list[int]) -> Probe:
 def probe_gpu(which: Callable[[str], str | None] = shutil.which) -> Probe:
     smi = which("nvidia-smi")
     fix = (
-        "install the NVIDIA driver (R580+ for Triton 25.10) on a GPU host; without one, use the local "
-        "target (CPU) and `triton-bundle build SPEC --aot-check`"
+        "install the NVIDIA driver (R580+, for the CUDA 13.x images) on a GPU host; without one, use "
+        "the local target (CPU) and `triton-bundle build SPEC --aot-check`"
     )
     if smi is None:
         return Probe(False, "nvidia-smi not found: no NVIDIA driver, or no GPU on this machine", fix)

@@ -6,13 +6,10 @@ the NVIDIA TensorRT container builds engines (see builder.container_command).
 
 from __future__ import annotations
 
-import sys
-
 import typer
-from rich.console import Console
 
 from triton_bundle.engine.cli import build_command
-from triton_bundle.errors import BundleError
+from triton_bundle.entry import run_entry
 
 app = typer.Typer(name="triton_bundle.engine", add_completion=False, pretty_exceptions_enable=False)
 app.command("build")(build_command)
@@ -24,11 +21,7 @@ def _group() -> None:
 
 
 def main() -> None:
-    try:
-        app()
-    except BundleError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
-        sys.exit(2)
+    run_entry(app)
 
 
 if __name__ == "__main__":

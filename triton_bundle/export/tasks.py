@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from triton_bundle.spec import ExportSpec
 
-Agreement = Literal["labels", "cosine", "tensor", "tokens"]
+Agreement = Literal["labels", "cosine", "tensor", "tokens", "images"]
 Modality = Literal["text", "vision", "tensor"]
 
 TEXT_AXES = {0: "batch", 1: "sequence"}
@@ -104,6 +104,18 @@ TASKS: dict[str, ExportTask] = {
         agreement="tokens",
         export_stage="triton_bundle.export.decoder_stage:export_decoder",
         repository_plan="triton_bundle.repository.generation:generation_plan",
+    ),
+    "image-generation": ExportTask(
+        name="image-generation",
+        modality="tensor",
+        wrap=_wrapper("TensorOutputs"),
+        output_names=("image",),
+        output_axes={"image": {0: "batch"}},
+        agreement="images",
+        input_axes={},
+        # latent + class in, image out; parity judged on the images at image.gate_seeds
+        export_stage="triton_bundle.imagegen.export:export_generator",
+        repository_plan="triton_bundle.imagegen.repository:image_plan",  # seed -> latent -> generator -> PNG
     ),
     "tensor": ExportTask(
         name="tensor",

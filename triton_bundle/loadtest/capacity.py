@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from triton_bundle.atomic import atomic_path, write_text_atomic
 from triton_bundle.errors import BundleError
+from triton_bundle.formatting import ms
 from triton_bundle.loadtest.record import CapacityDetails, CapacityRecord
 from triton_bundle.loadtest.runner import LoadtestResult, run_loadtest
 from triton_bundle.loadtest.settings import Endpoint
@@ -237,11 +238,10 @@ def write_capacity_report(result: CapacityResult, out_dir: Path) -> dict[str, Pa
         "|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for i, s in enumerate(result.steps, start=1):
-        ms = lambda v: "n/a" if v is None else f"{v:.0f} ms"  # noqa: E731
         err = "n/a" if s.error_rate is None else f"{100 * s.error_rate:.2f}%"
         lines.append(
-            f"| {i} | {s.level:g} | {'pass' if s.passed else 'FAIL'} | {s.rps:.1f} | {ms(s.p50_ms)} | "
-            f"{ms(s.p95_ms)} | {ms(s.p99_ms)} | {err} | {'; '.join(s.reasons)} |"
+            f"| {i} | {s.level:g} | {'pass' if s.passed else 'FAIL'} | {s.rps:.1f} | {ms(s.p50_ms, 0)} | "
+            f"{ms(s.p95_ms, 0)} | {ms(s.p99_ms, 0)} | {err} | {'; '.join(s.reasons)} |"
         )
     lines += ["", "![capacity](capacity.png)", ""]
     artifacts = {

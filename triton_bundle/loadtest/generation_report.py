@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
+from triton_bundle.formatting import ms as _ms
+from triton_bundle.formatting import number as _rate
 from triton_bundle.loadtest.generation import GenerationSummary
 from triton_bundle.loadtest.histograms import percentile
 from triton_bundle.loadtest.slo import GateResult
 
 _MAX_USER_ROWS = 16
-
-
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} ms"
-
-
-def _rate(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f}"
 
 
 def generation_markdown(gen: GenerationSummary) -> list[str]:

@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import threading
 import time
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING
 
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 
 from triton_bundle.admin_key import admin_headers
 from triton_bundle.bearer import auth_headers
+from triton_bundle.client.errors import ClientError
 from triton_bundle.loadtest.settings import Endpoint
+
+if TYPE_CHECKING:  # the client (tritonclient, numpy) loads when a run starts, not for `--help`
+    from triton_bundle.client.client import TritonClient
+    from triton_bundle.client.stats import ModelStatistics
 
 _NS_PER_MS = 1e6
 _FETCH_TIMEOUT_S = 3.0
@@ -40,6 +45,28 @@ class ModelCounters(BaseModel):
     inferences: int = 0
     executions: int = 0
     batch_executions: dict[int, int] = Field(default_factory=dict, description="batch size -> executions")
+
+    def add(self, stats: ModelStatistics) -> None:
+        """Add one version's statistics (the client's parsed answer of the statistics API)."""
+        inference = stats.inference_stats
+        self.success += inference.success.count
+        self.failure += inference.fail.count
+        self.queue_ns += inference.queue.ns
+        self.compute_input_ns += inference.compute_input.ns
+        self.compute_infer_ns += inference.compute_infer.ns
+        self.compute_output_ns += inference.compute_output.ns
+        self.inferences += stats.inference_count
+        self.executions += stats.execution_count
+        for size, count in stats.batches_formed.items():
+            self.batch_executions[size] = self.batch_executions.get(size, 0) + count
+
+
+def counters_by_model(statistics: list[ModelStatistics]) -> dict[str, ModelCounters]:
+    """Counters per model name, its versions summed."""
+    models: dict[str, ModelCounters] = {}
+    for stats in statistics:
+        models.setdefault(stats.name, ModelCounters()).add(stats)
+    return models
 
 
 class ServerSample(BaseModel):
@@ -114,37 +141,19 @@ class ServerSummary(BaseModel):
 # ----------------------------------------------------------------------------------------------- fetching
 
 
+def stats_client(stats_url: str) -> TritonClient:
+    """The HTTP client that reads the statistics API and model configs (the admin key and the proxy's
+    bearer token go with each call, as the production configs restrict these APIs)."""
+    from triton_bundle.client.client import ClientOptions, TritonClient
+
+    return TritonClient(stats_url, "http", options=ClientOptions.probing(_FETCH_TIMEOUT_S))
+
+
 def _get(url: str) -> bytes:
-    # The statistics API is restricted in the production configs: send the admin key when one is set,
-    # and the proxy's bearer token when the statistics go through it.
+    # The metrics endpoint may sit behind the proxy too: send the bearer token (and admin key) when set.
     request = urllib.request.Request(url, headers={**auth_headers(), **admin_headers("http")})
     with urllib.request.urlopen(request, timeout=_FETCH_TIMEOUT_S) as response:
         return response.read()
-
-
-def parse_statistics(payload: dict) -> dict[str, ModelCounters]:
-    """The statistics API's JSON -> counters per model name (versions summed)."""
-    models: dict[str, ModelCounters] = {}
-    for entry in payload.get("model_stats", []):
-        c = models.setdefault(entry["name"], ModelCounters())
-        stats = entry.get("inference_stats", {})
-
-        def ns(key: str, stats: dict = stats) -> int:
-            return int(stats.get(key, {}).get("ns", 0))
-
-        c.success += int(stats.get("success", {}).get("count", 0))
-        c.failure += int(stats.get("fail", {}).get("count", 0))
-        c.queue_ns += ns("queue")
-        c.compute_input_ns += ns("compute_input")
-        c.compute_infer_ns += ns("compute_infer")
-        c.compute_output_ns += ns("compute_output")
-        c.inferences += int(entry.get("inference_count", 0))
-        c.executions += int(entry.get("execution_count", 0))
-        for batch in entry.get("batch_stats", []):
-            size = int(batch["batch_size"])
-            count = int(batch.get("compute_infer", {}).get("count", 0))
-            c.batch_executions[size] = c.batch_executions.get(size, 0) + count
-    return models
 
 
 def parse_metrics(text: str) -> dict[str, object]:
@@ -181,15 +190,15 @@ def parse_metrics(text: str) -> dict[str, object]:
     }
 
 
-def take_sample(stats_url: str | None, metrics_url: str | None) -> ServerSample:
+def take_sample(stats: TritonClient | None, metrics_url: str | None) -> ServerSample:
     """One sample of both endpoints; a failed fetch is recorded, never raised (the run goes on)."""
     sample = ServerSample(at=time.time())
     errors = []
-    if stats_url:
+    if stats is not None:
         try:
-            sample.models = parse_statistics(json.loads(_get(f"http://{stats_url}/v2/models/stats")))
-        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
-            errors.append(f"statistics API at {stats_url}: {exc}")
+            sample.models = counters_by_model(stats.statistics())
+        except (ClientError, OSError, ValueError) as exc:
+            errors.append(f"statistics API at {stats.endpoint.address}: {exc}")
     if metrics_url:
         try:
             parsed = parse_metrics(_get(f"http://{metrics_url}/metrics").decode("utf-8", "replace"))
@@ -200,12 +209,12 @@ def take_sample(stats_url: str | None, metrics_url: str | None) -> ServerSample:
     return sample
 
 
-def model_configs(stats_url: str, names: list[str]) -> dict[str, dict]:
+def model_configs(stats: TritonClient, names: list[str]) -> dict[str, dict]:
     """Each model's config (platform, ensemble steps) from the HTTP API; models that fail are skipped."""
     configs: dict[str, dict] = {}
     for name in names:
-        with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
-            configs[name] = json.loads(_get(f"http://{stats_url}/v2/models/{name}/config"))
+        with contextlib.suppress(ClientError, OSError, ValueError):
+            configs[name] = stats.model_config(name)
     return configs
 
 
@@ -231,7 +240,8 @@ class ServerScraper:
 
     def __init__(self, endpoint: Endpoint, model: str, interval_s: float = 1.0) -> None:
         self.model = model
-        self.stats_url = endpoint.stats_url()
+        stats_url = endpoint.stats_url()
+        self.stats = stats_client(stats_url) if stats_url else None
         self.metrics_url = endpoint.metrics_url
         self.interval_s = interval_s
         self.samples: list[ServerSample] = []
@@ -240,23 +250,25 @@ class ServerScraper:
         self._thread: threading.Thread | None = None
 
     def start(self) -> ServerScraper:
-        first = take_sample(self.stats_url, self.metrics_url)
+        first = take_sample(self.stats, self.metrics_url)
         self.samples.append(first)
-        if self.stats_url:
-            self.configs = model_configs(self.stats_url, sorted(first.models))
+        if self.stats is not None:
+            self.configs = model_configs(self.stats, sorted(first.models))
         self._thread = threading.Thread(target=self._loop, name="triton-metrics-scraper", daemon=True)
         self._thread.start()
         return self
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.samples.append(take_sample(self.stats_url, self.metrics_url))
+            self.samples.append(take_sample(self.stats, self.metrics_url))
 
     def stop(self) -> ServerSummary:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.interval_s + 2 * _FETCH_TIMEOUT_S)
-        self.samples.append(take_sample(self.stats_url, self.metrics_url))
+        self.samples.append(take_sample(self.stats, self.metrics_url))
+        if self.stats is not None:
+            self.stats.close()
         return summarize(self.model, self.samples, self.configs)
 
     def __enter__(self) -> ServerScraper:

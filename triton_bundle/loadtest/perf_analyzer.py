@@ -29,6 +29,7 @@ from triton_bundle.bearer import auth_headers
 from triton_bundle.errors import BundleError
 from triton_bundle.loadtest.settings import Endpoint
 from triton_bundle.loadtest.workload import Workload
+from triton_bundle.processes import log_tail
 
 PERF_ANALYZER_WHEEL = "tritonclient==2.51.0"
 _BINARY_IN_WHEEL = "tritonclient-2.51.0.data/data/bin/perf_analyzer"
@@ -226,7 +227,7 @@ def run_perf_analyzer(
             # The request texts were perf_analyzer's input only: the report directory keeps no payloads.
             (out_dir / "perf_analyzer_input.json").unlink(missing_ok=True)
     if process.returncode != 0 or not csv_path.is_file():
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        tail = log_tail(log, 15, missing="")
         raise PerfAnalyzerError(f"perf_analyzer exited with {process.returncode}:\n{tail}")
     counts = _REQUEST_COUNT.findall(log.read_text(errors="replace"))
     return parse_csv(csv_path, batch_size, int(counts[0]) if counts else 0)

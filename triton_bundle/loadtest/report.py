@@ -14,6 +14,8 @@ from matplotlib.ticker import MaxNLocator
 from pydantic import BaseModel
 
 from triton_bundle.atomic import atomic_path, write_text_atomic
+from triton_bundle.formatting import ms as _ms
+from triton_bundle.formatting import percent as _pct
 from triton_bundle.loadtest.generation_report import generation_markdown, plot_generation
 from triton_bundle.loadtest.incidents import Incident, find_incidents, what_happened
 from triton_bundle.loadtest.results import TimelinePoint, percentile, timeline_points
@@ -61,14 +63,6 @@ def write_report(result: LoadtestResult, out_dir: Path) -> dict[str, Path]:
 
 
 # ----------------------------------------------------------------------------------------------- markdown
-
-
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} ms"
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
 def markdown_summary(result: LoadtestResult, out_dir: Path) -> str:

@@ -8,28 +8,30 @@ cap, and a wall-clock limit after which the runner kills Locust's whole process 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from triton_bundle.client.errors import ClientError, ServerRejectedError
 from triton_bundle.errors import BundleError
 from triton_bundle.loadtest.metrics_scraper import ServerScraper, ServerSummary
 from triton_bundle.loadtest.results import LocustSummary
 from triton_bundle.loadtest.settings import CONFIG_ENV, LoadSettings
 from triton_bundle.loadtest.slo import GateResult, evaluate
 from triton_bundle.loadtest.workload import LengthProfile, Workload
-from triton_bundle.processes import stop_process_group
+from triton_bundle.net import free_port
+from triton_bundle.processes import log_tail, stop_process_group
 from triton_bundle.spec import SLOSpec
+
+if TYPE_CHECKING:
+    from triton_bundle.client.metadata import ModelMetadata
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STARTUP_GRACE_S = 45.0  # importing Locust + tritonclient, forking workers, on a busy 2-core box
@@ -53,52 +55,47 @@ class LocustRunError(BundleError, RuntimeError):
 # ----------------------------------------------------------------------------------------------- preflight
 
 
-def _get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=_PREFLIGHT_TIMEOUT_S) as response:
-        return json.loads(response.read())
-
-
-def preflight(http_url: str | None, model: str, workload: Workload) -> list[str]:
-    """The server is ready, serves `model`, takes the workload's inputs; returns the model's outputs.
+def preflight(http_url: str | None, model: str, workload: Workload) -> ModelMetadata | None:
+    """The server is ready, serves `model`, takes the workload's inputs; returns the model's metadata.
 
     Uses the HTTP endpoint (the gRPC endpoint of the same server is checked by the run itself).
     """
     if http_url is None:
-        return []
-    try:
-        urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=_PREFLIGHT_TIMEOUT_S).close()
-    except (urllib.error.URLError, OSError) as exc:
-        raise ServerNotReadyError(
-            f"no ready Triton at {http_url} ({exc}); start one (triton-bundle serve SPEC) or pass --url "
-            "(gRPC runs read readiness, metadata and statistics over HTTP: pass --http-url too)"
-        ) from None
-    try:
-        metadata = _get_json(f"http://{http_url}/v2/models/{model}")
-    except urllib.error.HTTPError as exc:
-        raise ServerNotReadyError(
-            f"Triton at {http_url} has no ready model '{model}' (HTTP {exc.code}); "
-            "check the repository it serves and the spec's name"
-        ) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise ServerNotReadyError(f"could not read metadata of '{model}' at {http_url}: {exc}") from None
-    have = {i["name"]: i["datatype"] for i in metadata.get("inputs", [])}
+        return None
+    from triton_bundle.client.client import ClientOptions, TritonClient  # tritonclient: only for a run
+
+    with TritonClient(http_url, "http", options=ClientOptions.probing(_PREFLIGHT_TIMEOUT_S)) as client:
+        if not client.is_ready():
+            raise ServerNotReadyError(
+                f"no ready Triton at {http_url}; start one (triton-bundle serve SPEC) or pass --url "
+                "(gRPC runs read readiness, metadata and statistics over HTTP: pass --http-url too)"
+            )
+        try:
+            metadata = client.model_metadata(model)
+        except ServerRejectedError as exc:
+            raise ServerNotReadyError(
+                f"Triton at {http_url} has no ready model '{model}' ({exc}); "
+                "check the repository it serves and the spec's name"
+            ) from None
+        except ClientError as exc:
+            raise ServerNotReadyError(f"could not read metadata of '{model}' at {http_url}: {exc}") from None
+    have = {i.name: i.datatype for i in metadata.inputs}
     for name, datatype in workload.expected_inputs().items():
         if have.get(name) != datatype:
             raise ContractMismatchError(
                 f"model '{model}' takes inputs {have}; the workload sends {name} ({datatype})"
             )
-    return [o["name"] for o in metadata.get("outputs", [])]
+    return metadata
 
 
-def _with_generation_shape(settings: LoadSettings) -> LoadSettings:
-    """Generation settings say whether the model's inputs carry a batch dim (max_batch_size > 0)."""
-    http_url = settings.endpoint.stats_url()
-    if settings.generation is None or http_url is None:
+def _with_served_model(settings: LoadSettings, metadata: ModelMetadata | None) -> LoadSettings:
+    """The outputs to request (unless set) and, for generation, whether inputs carry a batch dim."""
+    if metadata is None:
         return settings
-    config = _get_json(f"http://{http_url}/v2/models/{settings.model}/config")
-    batched = int(config.get("max_batch_size", 0)) > 0
-    generation = settings.generation.model_copy(update={"batched": batched})
-    return settings.model_copy(update={"generation": generation})
+    update: dict[str, object] = {"outputs": settings.outputs or metadata.output_names}
+    if settings.generation is not None:
+        update["generation"] = settings.generation.model_copy(update={"batched": metadata.batched})
+    return settings.model_copy(update=update)
 
 
 # ----------------------------------------------------------------------------------------------- Locust
@@ -113,12 +110,6 @@ class LocustRun:
     log: Path
     csv_prefix: Path
     html: Path
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def locust_command(settings: LoadSettings, settings_path: Path, run_dir: Path) -> list[str]:
@@ -149,7 +140,7 @@ def locust_command(settings: LoadSettings, settings_path: Path, run_dir: Path) -
     ]
     if settings.workers > 0:
         # One command, a master and N forked workers, talking over a free local port (5557 may be taken).
-        port = _free_port()
+        port = free_port()
         command += [
             "--processes",
             str(settings.workers),
@@ -170,12 +161,6 @@ def _kill_group(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None
     # Only the master is signalled: it must outlive its workers to collect their last reports. SIGINT,
     # not SIGTERM: Locust installs its SIGTERM handler only after a shape run ends.
     stop_process_group(process, first_signal=signal.SIGINT, grace_s=grace_s)
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    if not path.is_file():
-        return "(no log)"
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
 def wall_clock_limit_s(settings: LoadSettings) -> float:
@@ -216,7 +201,8 @@ def run_locust(settings: LoadSettings, run_dir: Path, limit_s: float | None = No
         )
         raise LocustRunError(
             f"Locust {why} without writing its summary ({settings.summary_path}).\n"
-            f"Output:\n{_tail(output)}\nLog ({run_dir / 'locust.log'}):\n{_tail(run_dir / 'locust.log')}"
+            f"Output:\n{log_tail(output, _LOG_TAIL_LINES)}\n"
+            f"Log ({run_dir / 'locust.log'}):\n{log_tail(run_dir / 'locust.log', _LOG_TAIL_LINES)}"
         )
     summary = LocustSummary.model_validate_json(settings.summary_path.read_text(encoding="utf-8"))
     if timed_out:
@@ -261,9 +247,9 @@ def run_loadtest(
     settings: LoadSettings, workload: Workload, slo: SLOSpec, run_dir: Path, scrape_interval_s: float = 1.0
 ) -> LoadtestResult:
     """Preflight, Locust with server sampling, SLO gate. Writes Locust's files into run_dir."""
-    outputs = preflight(settings.endpoint.stats_url(), settings.model, workload)
+    metadata = preflight(settings.endpoint.stats_url(), settings.model, workload)
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings = _with_generation_shape(settings.model_copy(update={"outputs": settings.outputs or outputs}))
+    settings = _with_served_model(settings, metadata)
     workload.save(settings.workload_path)
     scraper = ServerScraper(settings.endpoint, settings.model, scrape_interval_s).start()
     try:

@@ -30,9 +30,10 @@ from triton_bundle.loadtest.settings import (
 )
 from triton_bundle.loadtest.workload import Workload, workload_for
 from triton_bundle.manifest import Manifest
+from triton_bundle.net import client_host
 from triton_bundle.overrides import with_overrides
 from triton_bundle.repository.contract import entry_model
-from triton_bundle.spec import ModelSpec, SLOSpec
+from triton_bundle.spec import LoadtestSpec, ModelSpec, SLOSpec
 
 STAGE = "loadtest"
 DEFAULT_MAX_TOKENS = 64  # text-generation streams, when neither the spec nor --max-tokens says
@@ -67,20 +68,21 @@ class Overrides(BaseModel):
     seed: int | None = None
     max_tokens: int | None = None
 
+    def applied_to(self, section: LoadtestSpec) -> LoadtestSpec:
+        """The spec's loadtest section with every override of one of its fields applied (validated)."""
+        shared = type(self).model_fields.keys() & LoadtestSpec.model_fields.keys()
+        return with_overrides(section, **{name: getattr(self, name) for name in shared})
+
 
 def target_model(spec: ModelSpec, o: Overrides) -> str:
     """--model, else the model clients call for the spec's task (the repository's entry model)."""
     return o.model or entry_model(spec.name, spec.task)
 
 
-def _client_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-
 def resolve_endpoint(spec: ModelSpec, o: Overrides) -> Endpoint:
     """URLs from the command line, else from the spec's serving section (same host for all three)."""
     protocol = o.protocol or spec.loadtest.protocol
-    host = _client_host(spec.serving.host)
+    host = client_host(spec.serving.host)
     http_default = f"{host}:{spec.serving.http_port}"
     grpc_default = f"{host}:{spec.serving.grpc_port}"
     url = strip_scheme(o.url) if o.url else (http_default if protocol == "http" else grpc_default)
@@ -102,17 +104,7 @@ def build_settings(
 ) -> LoadSettings:
     """Spec loadtest section + overrides -> the settings one run uses."""
     try:
-        lt = with_overrides(
-            spec.loadtest,
-            shape=o.shape,
-            users=o.users,
-            spawn_rate=o.spawn_rate,
-            duration_s=o.duration_s,
-            request_batch_size=o.request_batch_size,
-            max_requests=o.max_requests,
-            target_rps=o.target_rps,
-            workers=o.workers,
-        )
+        lt = o.applied_to(spec.loadtest)
         shape = ShapeSettings(
             kind=lt.shape,
             users=lt.users,

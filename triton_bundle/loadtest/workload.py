@@ -85,13 +85,14 @@ class Workload(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["text", "image", "tensor", "prompt"]
+    kind: Literal["text", "image", "tensor", "prompt", "seed"]
     source: str = Field(description="what the requests are made of, for the report")
     input_name: str = TEXT_INPUT
     texts: list[str] = Field(default_factory=list)
     images: list[Path] = Field(default_factory=list, description="encoded image files (absolute paths)")
     tensors: list[TensorInputSpec] = Field(default_factory=list)
     tensor_file: Path | None = Field(None, description="tensor models: the .npz whose rows are sent")
+    classes: int = Field(0, description="seed workloads: class labels drawn from 0..classes-1 (0: none sent)")
     _image_bytes: dict[Path, bytes] = PrivateAttr(default_factory=dict)
     _rows: dict[str, np.ndarray] | None = PrivateAttr(None)
 
@@ -100,6 +101,8 @@ class Workload(BaseModel):
         if self.kind in ("text", "image"):
             picked = [self._item(rng) for _ in range(batch_size)]
             return [InputArray(self.input_name, "BYTES", np.array(picked, dtype=object).reshape(-1, 1))]
+        if self.kind == "seed":  # image generation: a fresh seed (and class) per image
+            return self._seed_batch(rng, batch_size)
         rows = self._tensor_rows()
         count = next(iter(rows.values())).shape[0]
         picked = [rng.randrange(count) for _ in range(batch_size)]
@@ -115,6 +118,16 @@ class Workload(BaseModel):
                     for t in self.tensors
                 }
         return self._rows
+
+    def _seed_batch(self, rng: random.Random, batch_size: int) -> list[InputArray]:
+        from triton_bundle.imagegen import contract
+
+        seeds = np.array([rng.randrange(2**31) for _ in range(batch_size)], dtype=np.int64).reshape(-1, 1)
+        arrays = [InputArray(contract.SEED, "INT64", seeds)]
+        if self.classes:
+            labels = np.array([rng.randrange(self.classes) for _ in range(batch_size)], dtype=np.int64)
+            arrays.append(InputArray(contract.CLASS_LABEL, "INT64", labels.reshape(-1, 1)))
+        return arrays
 
     def prompt(self, rng: random.Random) -> str:
         """One generation prompt (kind 'prompt')."""
@@ -134,6 +147,8 @@ class Workload(BaseModel):
             return {t.name: t.datatype for t in self.tensors}
         if self.kind == "prompt":
             return {GENERATION_TEXT_INPUT: "BYTES", GENERATION_MAX_TOKENS: "INT32"}
+        if self.kind == "seed":
+            return {"seed": "INT64", **({"class_label": "INT64"} if self.classes else {})}
         return {self.input_name: "BYTES"}
 
     def length_profile(self) -> LengthProfile | None:
@@ -275,4 +290,6 @@ def workload_for(spec: ModelSpec, *, seed: int = 0) -> Workload:
         return text_workload(spec, seed=seed)
     if spec.task == "image-classification":
         return image_workload(spec, seed=seed)
+    if spec.task in ("image-generation", "diffusion"):  # random seeds (and classes): every image is new
+        return Workload(kind="seed", source="random seeds", input_name="seed", classes=len(spec.labels or []))
     return tensor_workload(spec)

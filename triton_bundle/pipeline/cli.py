@@ -34,6 +34,15 @@ def demo_command(
             )
             raise typer.Exit(1)
         return
+    if spec.task == "image-generation":  # train, export, gate, serve and compare a digit generator
+        from triton_bundle.pipeline.image_demo import run_image_demo
+
+        images = run_image_demo(spec, workdir, repository)
+        worst = min(s.equal_to_pytorch for s in images.served)
+        if worst < MIN_AGREEMENT or not all(s.ready_after for s in images.served):
+            console.print(f"[red]served images equal PyTorch's on only {worst:.0%} of the gate seeds")
+            raise typer.Exit(1)
+        return
     summary = run_demo(spec, workdir, repository)
     low = [c for c in summary.served if c.agreement_with_pytorch < MIN_AGREEMENT]
     if low:

@@ -6,7 +6,6 @@ and gRPC (agreement with PyTorch) -> Locust load test -> summary (table + JSON).
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -16,8 +15,10 @@ from rich.table import Table
 
 from triton_bundle.atomic import write_text_atomic
 from triton_bundle.data import load_texts
+from triton_bundle.formatting import ms as _ms
 from triton_bundle.labels import accuracy as gold_accuracy
 from triton_bundle.labels import map_gold
+from triton_bundle.net import port_or_free
 from triton_bundle.repository.sources import labels_for
 from triton_bundle.spec import ModelSpec
 
@@ -49,17 +50,6 @@ class DemoSummary(BaseModel):
     seconds: float
 
 
-def _port_or_free(host: str, port: int) -> int:
-    """The spec's port when nothing listens there, else 0 (the server picks a free one)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return 0
-    return port
-
-
 def pytorch_labels(checkpoint: Path, texts: list[str], max_length: int) -> list[str]:
     """The fine-tuned model's own predictions: the reference the served labels must agree with."""
     import torch
@@ -84,8 +74,8 @@ def pytorch_labels(checkpoint: Path, texts: list[str], max_length: int) -> list[
     return labels
 
 
-def _step(number: int, title: str) -> None:
-    console.rule(f"[bold cyan]{number}/6 {title}")
+def _step(number: int, title: str, total: int = 6) -> None:
+    console.rule(f"[bold cyan]{number}/{total} {title}")
 
 
 def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None) -> DemoSummary:
@@ -136,9 +126,9 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
         repository=repository,
         log_file=log_file,
         host=host,
-        http_port=_port_or_free(host, spec.serving.http_port),
-        grpc_port=_port_or_free(host, spec.serving.grpc_port),
-        metrics_port=_port_or_free(host, spec.serving.metrics_port),
+        http_port=port_or_free(host, spec.serving.http_port),
+        grpc_port=port_or_free(host, spec.serving.grpc_port),
+        metrics_port=port_or_free(host, spec.serving.metrics_port),
         ready_timeout_s=spec.serving.ready_timeout_s,
     )
     checks: list[ProtocolCheck] = []
@@ -237,7 +227,3 @@ def print_summary(summary: DemoSummary) -> None:
     table.add_row("load test report", str(summary.loadtest_report))
     table.add_row("summary JSON", str(summary.summary_json))
     console.print(table)
-
-
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} ms"

@@ -14,7 +14,8 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from triton_bundle.atomic import write_text_atomic
-from triton_bundle.pipeline.demo import _port_or_free, _step, console
+from triton_bundle.net import port_or_free
+from triton_bundle.pipeline.demo import _step, console
 from triton_bundle.spec import ModelSpec
 
 DEMO_PROMPTS = 8
@@ -136,9 +137,9 @@ def run_generation_demo(
         repository=repository,
         log_file=workdir / "triton.log",
         host=host,
-        http_port=_port_or_free(host, spec.serving.http_port),
-        grpc_port=_port_or_free(host, spec.serving.grpc_port),
-        metrics_port=_port_or_free(host, spec.serving.metrics_port),
+        http_port=port_or_free(host, spec.serving.http_port),
+        grpc_port=port_or_free(host, spec.serving.grpc_port),
+        metrics_port=port_or_free(host, spec.serving.metrics_port),
         ready_timeout_s=spec.serving.ready_timeout_s,
     )
     with LocalTriton(config) as server:

@@ -432,6 +432,10 @@ def make_variants(
         from triton_bundle.precision.decoder_variants import make_decoder_variants
 
         return make_decoder_variants(spec, workdir, wanted)
+    if spec.task == "image-generation":  # a generator: gated on PSNR / SSIM / classifier agreement at seeds
+        from triton_bundle.imagegen.variants import make_image_variants
+
+        return make_image_variants(spec, workdir, wanted)
     manifest = Manifest.load(workdir, spec.name)
     (workdir / PRECISION_DIR).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".work-", dir=workdir / PRECISION_DIR) as scratch:

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from triton_bundle.cli_common import SpecArg, WorkdirOpt
 from triton_bundle.repository.options import Padding, Target
 
 if TYPE_CHECKING:  # onnx and tritonclient load only when a command runs
@@ -20,14 +21,12 @@ _console = Console()
 
 @app.command()
 def generate(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="the model's spec.yaml")],
+    spec_path: SpecArg,
     target: Annotated[
         Target | None, typer.Option(help="local | nvidia | cpu-container (default: spec)")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="default model_repository/<name>")] = None,
-    workdir: Annotated[
-        Path | None, typer.Option(help="artifacts directory (default artifacts/<name>)")
-    ] = None,
+    workdir: WorkdirOpt = None,
     version: Annotated[
         list[str] | None,
         typer.Option(

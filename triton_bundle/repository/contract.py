@@ -30,6 +30,8 @@ ENTRY_ROLES = {
     "feature-extraction": "ensemble",
     "image-classification": "ensemble",
     "tensor": "tensor",
+    "image-generation": "ensemble",  # seed (+ class_label) in, PNG bytes out (imagegen.contract)
+    "diffusion": "ensemble",
     "text-generation": "ensemble",  # the decoupled decoder (or TensorRT-LLM ensemble) carries the spec's name
 }
 

@@ -11,12 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from triton_bundle.cli_common import print_path
+from triton_bundle.cli_common import SpecArg, WorkdirOpt, open_spec, print_path
 from triton_bundle.errors import BundleError
 from triton_bundle.overrides import with_overrides
 from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
 from triton_bundle.serving.paths import default_repository
-from triton_bundle.spec import load_spec
 
 _console = Console()
 
@@ -26,13 +25,11 @@ class ServerDiedError(BundleError, RuntimeError):
 
 
 def serve(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="the model's spec.yaml")],
+    spec_path: SpecArg,
     repository: Annotated[
         Path | None, typer.Option(help="model repository (default: the one `repo generate` recorded)")
     ] = None,
-    workdir: Annotated[
-        Path | None, typer.Option(help="artifacts directory (default artifacts/<name>)")
-    ] = None,
+    workdir: WorkdirOpt = None,
     host: Annotated[str | None, typer.Option(help="bind address (default: spec serving.host)")] = None,
     http_port: Annotated[int | None, typer.Option(help="0 picks a free port (default: spec)")] = None,
     grpc_port: Annotated[int | None, typer.Option(help="0 picks a free port (default: spec)")] = None,
@@ -40,8 +37,7 @@ def serve(
     log_file: Annotated[Path | None, typer.Option(help="default <workdir>/serving/tritonserver.log")] = None,
 ) -> None:
     """Serve a generated model repository with the local Triton until Ctrl-C or SIGTERM."""
-    spec = load_spec(spec_path)
-    workdir = workdir or spec.default_workdir()
+    spec, workdir = open_spec(spec_path, workdir)
     serving = with_overrides(
         spec.serving, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port
     )

@@ -8,7 +8,6 @@ it was built for, what is present and what to run to rebuild.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from triton_bundle.errors import BundleError
+from triton_bundle.entry import run_entry
 from triton_bundle.serving.preflight import (
     PreflightError,
     PreflightReport,
@@ -81,11 +80,7 @@ def preflight_command(
 
 def main() -> None:
     """`python -m triton_bundle.serving.preflight_cli`: the same command without the full CLI."""
-    try:
-        typer.run(preflight_command)
-    except BundleError as exc:
-        _console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(2)
+    run_entry(lambda: typer.run(preflight_command))
 
 
 if __name__ == "__main__":
