@@ -7,8 +7,9 @@ STAMP  := $(VENV)/.installed
 
 GEN_SPEC ?= examples/support-gpt/spec.yaml
 IMAGE_SPEC ?= examples/digits-gan/spec.yaml
+DIFFUSION_SPEC ?= examples/digits-diffusion/spec.yaml
 
-.PHONY: install install-system demo demo-generate demo-image test test-fast lint format benchmark benchmark-quick soak clean
+.PHONY: install install-system demo demo-generate demo-image demo-diffusion test test-fast lint format benchmark benchmark-quick soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +49,10 @@ demo-generate: install
 # digit classifier, serve seed -> PNG, compare with PyTorch over HTTP and gRPC, write a grid of digits.
 demo-image: install
 	$(BIN)/triton-bundle demo $(IMAGE_SPEC)
+
+# Diffusion: a class-conditional UNet on the digits, served as a DDIM loop calling the UNet (BLS).
+demo-diffusion: install
+	$(BIN)/triton-bundle demo $(DIFFUSION_SPEC)
 
 test: install install-system
 	$(BIN)/python -m pytest -q

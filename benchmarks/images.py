@@ -1,8 +1,12 @@
 """Image generation side by side, one command on one machine, the same seeds and classes:
 
     python benchmarks/images.py --spec examples/digits-gan/spec.yaml [--workdir artifacts/digits-gan] [--seconds 5]
+    python benchmarks/images.py --spec examples/digits-diffusion/spec.yaml
 
-Run after `make demo-image` (it needs the trained, exported and gated generator in the workdir).
+Run after `make demo-image` / `make demo-diffusion` (it needs the trained, exported and gated model).
+Diffusion: eager is diffusers' DDIMScheduler driving the PyTorch UNet (spec steps); the served pipeline
+is the sampling ensemble; steps rows add served fp32 at each of diffusion.steps_table with the precision
+stage's PSNR vs the most steps (benchmarks/diffusion_rows.py).
 - eager: the generator's PyTorch forward + PNG encoding in this process, one image per call;
 - served: the local Triton ensemble (seed -> latent -> generator -> PNG) over gRPC, one image per request,
   once per precision variant that passed its gate (fp32 / fp16 / int8), each in its own repository;
@@ -79,6 +83,10 @@ def eager_rows(spec, workdir: Path, seconds: float) -> list[Row]:
     from triton_bundle.imagegen.seeds import latent_from_seed
     from triton_bundle.manifest import Manifest
 
+    if spec.task == "diffusion":
+        from benchmarks.diffusion_rows import eager_call_factory
+
+        return _eager_loop(eager_call_factory(spec, workdir), seconds)
     generator, _ = load_generator(spec, Manifest.load(workdir, spec.name))
     classes = max(len(spec.labels or []), 1)
 
@@ -91,6 +99,10 @@ def eager_rows(spec, workdir: Path, seconds: float) -> list[Row]:
 
         return call
 
+    return _eager_loop(make_call, seconds)
+
+
+def _eager_loop(make_call, seconds: float) -> list[Row]:
     rows = []
     for clients in CONCURRENCY:
         images, latencies = closed_loop(make_call, clients, seconds)
@@ -98,7 +110,8 @@ def eager_rows(spec, workdir: Path, seconds: float) -> list[Row]:
     return rows
 
 
-def served_rows(spec, workdir: Path, variant: str, seconds: float) -> list[Row]:
+def served_rows(spec, workdir: Path, variant: str, seconds: float, extra=None) -> list[Row]:
+    """`extra(server)`, if given, runs more measurements on the same server (diffusion's steps rows)."""
     from triton_bundle.client.images import ImageGenerator
     from triton_bundle.repository.generate import generate_repository
     from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
@@ -122,6 +135,8 @@ def served_rows(spec, workdir: Path, variant: str, seconds: float) -> list[Row]:
         for clients in CONCURRENCY:
             images, latencies = closed_loop(make_call, clients, seconds)
             rows.append(_row("served", variant, clients, seconds, images, latencies))
+        if extra is not None:
+            extra(server)
     return rows
 
 
@@ -166,12 +181,24 @@ def main(
 
     spec = load_spec(spec_path)
     workdir = workdir or spec.default_workdir()
-    rows = eager_rows(spec, workdir, seconds)
+    rows, steps = eager_rows(spec, workdir, seconds), []
     for variant in passed_variants(spec, workdir):
-        rows += served_rows(spec, workdir, variant, seconds)
+        extra = None
+        if spec.task == "diffusion" and variant == "fp32":
+            from benchmarks.diffusion_rows import steps_rows
+
+            def extra(server):
+                steps.extend(steps_rows(spec, workdir, seconds, closed_loop, f"grpc://{server.grpc_url}"))
+
+        rows += served_rows(spec, workdir, variant, seconds, extra)
     print_table(rows)
+    if steps:
+        from benchmarks.diffusion_rows import print_steps
+
+        print_steps(steps)
     out.mkdir(parents=True, exist_ok=True)
     payload = {"model": spec.name, "seconds_per_row": seconds, "rows": [r.model_dump() for r in rows]}
+    payload["steps_rows"] = [r.model_dump() for r in steps]
     import json
 
     write_text_atomic(out / "images.json", json.dumps(payload, indent=2))

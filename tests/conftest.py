@@ -102,3 +102,31 @@ def textgen_server(textgen_workdir):
     repository = generate_repository(spec, workdir, out_dir=workdir.parent / "model_repository", force=True)
     with LocalTriton(ServerConfig(repository=repository, log_file=workdir.parent / "triton.log")) as server:
         yield spec, workdir, server
+
+
+@pytest.fixture(scope="session", params=["two-level", "three-level"])
+def diffusion_workdir(request, tmp_path_factory: pytest.TempPathFactory):
+    """(spec, workdir) per UNet configuration: a tiny class-conditional UNet2DModel trained a few steps
+    on the digits and exported to ONNX (parity proven by the export stage)."""
+    from fixtures.diffusion import tiny_spec
+
+    from triton_bundle.export.stage import export_model
+    from triton_bundle.finetune import finetune
+
+    spec = tiny_spec(request.param)
+    workdir = tmp_path_factory.mktemp(f"diffusion-{request.param}") / "artifacts"
+    finetune(spec, workdir)
+    export_model(spec, workdir)
+    return spec, workdir
+
+
+@pytest.fixture(scope="session")
+def diffusion_server(diffusion_workdir):
+    """(spec, workdir, server): the UNet's sampling ensemble served by a real local Triton on free ports."""
+    from triton_bundle.repository.generate import generate_repository
+    from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
+
+    spec, workdir = diffusion_workdir
+    repository = generate_repository(spec, workdir, out_dir=workdir.parent / "model_repository", force=True)
+    with LocalTriton(ServerConfig(repository=repository, log_file=workdir.parent / "triton.log")) as server:
+        yield spec, workdir, server

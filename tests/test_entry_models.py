@@ -34,6 +34,11 @@ TASKS = {
         "image": {"latent_shape": [32]},
         "labels": [str(i) for i in range(10)],
     },
+    "diffusion": {  # the finetune stage trains the UNet on the digits (diffusion section)
+        "finetune": {},
+        "image": {"latent_shape": [1, 16, 16]},
+        "labels": [str(i) for i in range(10)],
+    },
 }
 SERVED = {  # what the repository plan names the model clients call, per task
     "text-classification": "demo",
@@ -42,6 +47,7 @@ SERVED = {  # what the repository plan names the model clients call, per task
     "image-classification": "demo",
     "tensor": "demo_model",
     "image-generation": "demo",
+    "diffusion": "demo",
 }
 
 

@@ -125,6 +125,10 @@ def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneRes
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     quiet_offline()
+    if spec.task == "diffusion":  # a UNet trained from scratch; its recipe is the spec's diffusion section
+        from triton_bundle.diffusion.train import finetune_diffusion
+
+        return finetune_diffusion(spec, workdir, force)
     if spec.finetune is None:
         raise FinetuneError("the spec has no 'finetune' section")
     if spec.task == "text-generation":  # a decoder: its own trainer (eval_accuracy is exp(-held-out loss))

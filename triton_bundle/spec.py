@@ -423,6 +423,52 @@ class GenerationSpec(_Strict):
         return self
 
 
+class DiffusionSpec(_Strict):
+    """diffusion: the class-conditional UNet the finetune stage trains, and the sampler the server runs."""
+
+    block_out_channels: list[Annotated[int, Field(ge=8)]] = Field(
+        [16, 32], description="UNet2DModel channels per resolution (each a multiple of norm_num_groups)"
+    )
+    layers_per_block: Annotated[int, Field(ge=1)] = 1
+    norm_num_groups: Annotated[int, Field(ge=1)] = 8
+    num_train_timesteps: Annotated[int, Field(ge=10)] = 1000
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
+    train_steps: Annotated[int, Field(ge=1)] = Field(1000, description="optimizer steps (batches)")
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    learning_rate: Annotated[float, Field(gt=0)] = 2e-3
+    threads: Annotated[int, Field(ge=1)] = Field(1, description="torch CPU threads while training")
+    seed: int = 0
+    scheduler: Literal["ddim"] = Field("ddim", description="the sampler (deterministic DDIM, eta 0)")
+    steps: Annotated[int, Field(ge=1)] = Field(20, description="denoising steps when a request names none")
+    min_steps: Annotated[int, Field(ge=1)] = 1
+    max_steps: Annotated[int, Field(ge=1)] = Field(50, description="the most steps a request may ask for")
+    parity_timesteps: list[Annotated[int, Field(ge=0)]] = Field(
+        [0, 250, 500, 999], description="export: UNet outputs ONNX must match PyTorch at, per timestep"
+    )
+    steps_table: list[Annotated[int, Field(ge=1)]] = Field(
+        [1, 2, 5, 10, 20, 50], description="precision: steps rows of the quality-vs-steps table"
+    )
+    orchestrator_instances: Annotated[int, Field(ge=1)] = Field(
+        4, description="sampling loops in flight at once; their UNet calls batch together in Triton"
+    )
+
+    @model_validator(mode="after")
+    def _steps_ordered(self) -> DiffusionSpec:
+        if not self.min_steps <= self.steps <= self.max_steps <= self.num_train_timesteps:
+            raise ValueError(
+                f"expected min_steps <= steps <= max_steps <= num_train_timesteps, got {self.min_steps}, "
+                f"{self.steps}, {self.max_steps}, {self.num_train_timesteps}"
+            )
+        if any(c % self.norm_num_groups for c in self.block_out_channels):
+            raise ValueError(
+                f"block_out_channels {self.block_out_channels} must be multiples of norm_num_groups "
+                f"{self.norm_num_groups}"
+            )
+        if any(t >= self.num_train_timesteps for t in self.parity_timesteps):
+            raise ValueError(f"parity_timesteps must be below num_train_timesteps {self.num_train_timesteps}")
+        return self
+
+
 class ServingSpec(_Strict):
     host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8000
@@ -519,6 +565,7 @@ class ModelSpec(_Strict):
     loadtest: LoadtestSpec = LoadtestSpec()
     operate: OperateSpec = OperateSpec()
     generation: GenerationSpec = GenerationSpec()
+    diffusion: DiffusionSpec = DiffusionSpec()
 
     # Set by load_spec, not by the YAML: where relative paths resolve.
     base_dir: Path = Field(default=Path("."), exclude=True)

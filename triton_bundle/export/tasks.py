@@ -105,6 +105,18 @@ TASKS: dict[str, ExportTask] = {
         export_stage="triton_bundle.export.decoder_stage:export_decoder",
         repository_plan="triton_bundle.repository.generation:generation_plan",
     ),
+    "diffusion": ExportTask(
+        name="diffusion",
+        modality="vision",  # a diffusers checkpoint directory (source.kind huggingface)
+        wrap=_wrapper("TensorOutputs"),  # unused: the export stage wraps the UNet itself
+        output_names=("noise_pred",),
+        output_axes={"noise_pred": {0: "batch"}},
+        agreement="images",
+        input_axes={},
+        # sample + timestep + class in, predicted noise out; parity per timestep and on sampled images
+        export_stage="triton_bundle.diffusion.export_stage:export_diffusion",
+        repository_plan="triton_bundle.diffusion.repository:diffusion_plan",  # seed -> DDIM loop (BLS) -> PNG
+    ),
     "image-generation": ExportTask(
         name="image-generation",
         modality="tensor",

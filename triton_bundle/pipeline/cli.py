@@ -34,6 +34,15 @@ def demo_command(
             )
             raise typer.Exit(1)
         return
+    if spec.task == "diffusion":  # train, export, gate, serve the DDIM loop and compare with diffusers
+        from triton_bundle.pipeline.diffusion_demo import run_diffusion_demo
+
+        sampled = run_diffusion_demo(spec, workdir, repository)
+        worst = min(s.min_psnr_db for s in sampled.served)
+        if worst < spec.image.min_parity_psnr_db or not all(s.ready_after for s in sampled.served):
+            console.print(f"[red]served images differ from diffusers': worst PSNR {worst:.1f} dB")
+            raise typer.Exit(1)
+        return
     if spec.task == "image-generation":  # train, export, gate, serve and compare a digit generator
         from triton_bundle.pipeline.image_demo import run_image_demo
 

@@ -432,6 +432,10 @@ def make_variants(
         from triton_bundle.precision.decoder_variants import make_decoder_variants
 
         return make_decoder_variants(spec, workdir, wanted)
+    if spec.task == "diffusion":  # the UNet, gated on the images the served DDIM loop makes
+        from triton_bundle.diffusion.variants import make_diffusion_variants
+
+        return make_diffusion_variants(spec, workdir, wanted)
     if spec.task == "image-generation":  # a generator: gated on PSNR / SSIM / classifier agreement at seeds
         from triton_bundle.imagegen.variants import make_image_variants
 
