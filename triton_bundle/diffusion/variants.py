@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel
 
 from triton_bundle.atomic import write_text_atomic
 from triton_bundle.diffusion import unet as du
@@ -33,20 +32,13 @@ from triton_bundle.manifest import Manifest
 from triton_bundle.precision import fp16, int8_dynamic, int8_qdq
 from triton_bundle.precision.calibration import CalibrationSet
 from triton_bundle.precision.evaluate import VariantMetrics, session
+from triton_bundle.precision.record import StepsRow
 from triton_bundle.precision.report import CalibrationInfo, VariantReport
 from triton_bundle.spec import ModelSpec
 
 CALIBRATION_SEED_BASE = 1_000_000  # calibration noise comes from seeds the gates never use
 STEPS_FILE = "steps.json"
 STEPS_MARKDOWN = "steps.md"
-
-
-class StepsRow(BaseModel):
-    steps: int
-    psnr_db: float  # vs the most steps in the table (capped at 100: identical images)
-    ssim: float
-    class_agreement: float  # digit classifier's reading == the class asked for
-    seconds_per_image: float  # onnxruntime FP32 UNet + numpy DDIM, batch of all gate seeds, this host
 
 
 @dataclass
@@ -220,7 +212,7 @@ def make_diffusion_variants(spec: ModelSpec, workdir: Path, wanted: list[str]):
     write_text_atomic(root / STEPS_MARKDOWN, steps_markdown(rows))
     summary = Fp32Summary(onnx=str(fp32), size_mb=fp32.stat().st_size / 1e6)
     record = _record(manifest, reports, published, summary)
-    record.details["steps_table"] = [r.model_dump() for r in rows]
+    record.details.steps_table = rows
     record.artifacts["steps_table"] = (root / STEPS_FILE).resolve()
     manifest.record(record)
     manifest.save(workdir)

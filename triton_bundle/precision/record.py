@@ -70,9 +70,20 @@ class Fp32Summary(BaseModel):
     latency_ms: dict[str, float] = Field(default_factory=dict)
 
 
+class StepsRow(BaseModel):
+    """Diffusion: FP32 image quality and speed at one sampling-step count."""
+
+    steps: int
+    psnr_db: float  # vs the most steps in the table (capped at 100: identical images)
+    ssim: float
+    class_agreement: float  # digit classifier's reading == the class asked for
+    seconds_per_image: float  # onnxruntime FP32 UNet + numpy DDIM, batch of all gate seeds, this host
+
+
 class PrecisionDetails(StageDetails):
     gates: dict[str, GateSummary] = Field(default_factory=dict)
     fp32: Fp32Summary | None = None
+    steps_table: list[StepsRow] = Field(default_factory=list)  # diffusion only
 
 
 class PrecisionRecord(StageRecord):
