@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.results import BenchmarkReport, Row, Section
+from benchmarks.targets import request_split
 from triton_bundle.atomic import write_text_atomic
 from triton_bundle.plotting import fit_axis
 
@@ -43,10 +44,17 @@ def _cells(row: Row) -> list[str]:
         "-"
         if row.limit is None
         else f"{row.limit.fraction_of_limit:.0%} of {row.limit.max_sequences_per_s:.0f}",
+        _split(row),
     ]
 
 
-HEADLINE_CONCURRENCY = 16
+def _split(row: Row) -> str:
+    split = request_split(row)
+    return "-" if split is None else " / ".join(f"{v:.2f}" for v in split)
+
+
+# The floors' concurrencies (1 and 8 clients) and the batching target's (16).
+HEADLINE_CONCURRENCIES = (1, 8, 16)
 
 HEADERS = [
     "row",
@@ -60,6 +68,7 @@ HEADERS = [
     "agree fp32",
     "accuracy",
     "vs limit (seq/s)",
+    "queue / compute / hops ms",
 ]
 
 
@@ -70,8 +79,8 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def summary_rows(report: BenchmarkReport) -> list[Row]:
-    """The headline rows for a README: each served path at concurrency 16 and at its peak, and the
-    fastest real-mix in-process row of each variant."""
+    """The headline rows for a README: each served path at 1, 8 and 16 clients and at its peak, and
+    the fastest real-mix in-process row of each variant."""
     rows: list[Row] = []
     served: tuple[Section, ...] = ("baseline", "served")
     for section in served:
@@ -80,7 +89,7 @@ def summary_rows(report: BenchmarkReport) -> list[Row]:
             by_name[row.name].append(row)
         for named in by_name.values():
             peak = max(named, key=lambda r: r.throughput)
-            rows += [r for r in named if r.concurrency == HEADLINE_CONCURRENCY or r is peak]
+            rows += [r for r in named if r.concurrency in HEADLINE_CONCURRENCIES or r is peak]
     best: dict[str, Row] = {}
     for row in report.section("ort"):
         if row.sequence == "real mix" and (
@@ -150,7 +159,7 @@ def write_markdown(report: BenchmarkReport, path: Path, plots: list[Path]) -> Pa
         "|---|---|---|---|",
     ]
     for t in report.targets:
-        verdict = "n/a" if t.passed is None else ("PASS" if t.passed else "MISS")
+        verdict = "n/a" if t.passed is None else ("PASS" if t.passed else "FAIL")
         out.append(f"| {t.name} | {verdict} | {t.measured} | {t.required} |")
     for t in report.targets:
         if t.where_time_goes:
@@ -184,7 +193,7 @@ def write_summary(report: BenchmarkReport, path: Path) -> Path:
         "",
     ]
     for t in report.targets:
-        verdict = "n/a" if t.passed is None else ("PASS" if t.passed else "MISS")
+        verdict = "n/a" if t.passed is None else ("PASS" if t.passed else "FAIL")
         lines.append(f"- {verdict} {t.name}: {t.measured} (required {t.required})")
     return write_text_atomic(path, "\n".join(lines) + "\n")
 
@@ -315,7 +324,7 @@ def print_table(report: BenchmarkReport, console: Console) -> None:
         table.add_row(*_cells(row))
     console.print(table)
     for t in report.targets:
-        verdict = "[yellow]n/a" if t.passed is None else ("[green]PASS" if t.passed else "[red]MISS")
+        verdict = "[yellow]n/a" if t.passed is None else ("[green]PASS" if t.passed else "[red]FAIL")
         console.print(f"{verdict}[/] {t.name}: {t.measured} (required {t.required})")
 
 

@@ -247,6 +247,7 @@ def run_benchmark(
 
     result.targets = [
         targets.speedup_target(result.section("baseline"), result.section("served"), cores),
+        targets.p50_target(result.section("served"), cores),
         *targets.batching_targets(result.section("served"), cores, lengths, result.section("ort")),
     ]
     result.machine.load_average_after = os.getloadavg()

@@ -51,7 +51,7 @@ def preset(quick: bool, cores: int) -> BenchSettings:
             sequences=(REAL_MIX, 128),
             ort_seconds=0.4,
             matmul_seconds=0.4,
-            load=LoadPlan(concurrencies=(1, 16), duration_s=3.0, warmup_s=1.0),
+            load=LoadPlan(concurrencies=(1, 8, 16), duration_s=3.0, warmup_s=1.0),
             served=(
                 ServedConfig("int8-dynamic", dynamic_batching=True, instances=1),
                 ServedConfig("int8-dynamic", dynamic_batching=False, instances=1),
@@ -66,7 +66,7 @@ def preset(quick: bool, cores: int) -> BenchSettings:
         sequences=(REAL_MIX, GROUPED, 128),
         ort_seconds=2.0,
         matmul_seconds=1.5,
-        load=LoadPlan(concurrencies=(1, 4, 16, 32), duration_s=8.0, warmup_s=2.0),
+        load=LoadPlan(concurrencies=(1, 8, 16, 32), duration_s=8.0, warmup_s=2.0),
         served=_served_full(),
         baseline_workers=cores,
     )

@@ -22,8 +22,9 @@ sys.path.insert(0, str(ROOT))  # benchmarks/ is a script directory, not an insta
 
 from benchmarks.machine_limits import limit_for, matmul_work  # noqa: E402
 from benchmarks.ort_inprocess import length_groups  # noqa: E402
+from benchmarks.results import Latency, Row, StageSplit  # noqa: E402
 from benchmarks.settings import BenchSettingsError, parse_served  # noqa: E402
-from benchmarks.targets import expected_padded_width  # noqa: E402
+from benchmarks.targets import expected_padded_width, p50_target, request_split, speedup_target  # noqa: E402
 
 
 def _attention_like(path: Path, hidden: int = 8, out: int = 4) -> Path:
@@ -83,6 +84,42 @@ def test_expected_padded_width_matches_enumeration():
     pairs = [max(a, b) for a in lengths for b in lengths]  # batches of 2, drawn with replacement
     assert expected_padded_width(lengths, 2) == pytest.approx(sum(pairs) / len(pairs))
     assert expected_padded_width(lengths, 1) == pytest.approx(sum(lengths) / len(lengths))
+
+
+def _row(section: str, concurrency: int, rps: float, p50: float, p95: float, mean: float, stages=()) -> Row:
+    return Row(
+        section=section,
+        name=f"{section} c{concurrency}",
+        variant="int8-dynamic" if section == "served" else "pytorch-fp32",
+        concurrency=concurrency,
+        throughput=rps,
+        latency=Latency(p50_ms=p50, p95_ms=p95, p99_ms=p95, mean_ms=mean, samples=100),
+        requests=100,
+        stages=[
+            StageSplit(model=m, requests=100, avg_batch_size=1.0, queue_ms=q, compute_ms=c)
+            for m, q, c in stages
+        ],
+    )
+
+
+def test_floors_pass_and_fail_on_the_rows_of_the_same_run():
+    baseline = [_row("baseline", 1, 60, 15, 40, 16), _row("baseline", 8, 65, 120, 200, 122)]
+    stages = [("tok", 0.1, 0.4), ("model", 0.2, 1.5), ("post", 0.1, 0.2)]
+    fast = [_row("served", 1, 300, 3.2, 5, 3.5, stages), _row("served", 8, 420, 18, 35, 19, stages)]
+    assert request_split(fast[0]) == pytest.approx((0.4, 2.1, 1.0))  # 3.5 ms mean - 2.5 ms on the server
+    assert request_split(baseline[0]) is None  # no Triton statistics for the baseline
+
+    check = speedup_target(baseline, fast, cores=2)
+    assert check.passed and check.measured.startswith(f"{420 / 65:.2f}x") and "baseline c8" in check.measured
+    assert p50_target(fast, cores=2).passed and "hops 1.00 ms" in p50_target(fast, cores=2).measured
+
+    slow = [_row("served", 1, 200, 4.5, 8, 5, stages), _row("served", 8, 350, 18, 35, 19, stages)]
+    assert speedup_target(baseline, slow, cores=2).passed is False  # 5.4x < 6x
+    assert p50_target(slow, cores=2).passed is False and p50_target(slow, cores=2).where_time_goes
+    late = [_row("served", 8, 500, 150, 260, 152, stages)]  # fast enough, but p95 above the baseline's
+    assert speedup_target(baseline, late, cores=2).passed is False
+    assert speedup_target(baseline, fast[:1], cores=2).passed is None  # 8 clients not measured
+    assert p50_target(fast[1:], cores=2).passed is None
 
 
 @pytest.mark.slow
@@ -153,7 +190,8 @@ def test_quick_run_writes_every_section(demo_workdir: Path, tmp_path: Path):
     model_step = next(s for s in no_batching["stages"] if s["model"] == "minilm-intent_model")
     assert model_step["avg_batch_size"] == 1.0  # without a dynamic batcher every request runs alone
 
-    assert {t["name"] for t in report["targets"]} >= {"served INT8 vs PyTorch-eager HTTP baseline"}
+    names = {t["name"] for t in report["targets"]}
+    assert names >= {"served INT8 vs PyTorch-eager HTTP baseline", "served INT8 p50 at 1 client"}
     assert any(r["section"] == "gpu" for r in rows) or any(s["section"] == "gpu" for s in report["skipped"])
     assert (out / "benchmark.md").is_file()
     assert sorted(p.name for p in (out / "plots").glob("*.png")) == [

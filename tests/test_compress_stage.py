@@ -225,3 +225,32 @@ def test_distillation_is_deterministic(tmp_path, teachers, data):
     assert states[0].keys() == states[1].keys()
     for key in states[0]:
         np.testing.assert_array_equal(states[0][key].numpy(), states[1][key].numpy(), err_msg=key)
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert"])
+def test_hidden_state_matching_brings_student_layers_to_the_teacher_layers(tmp_path, teachers, data, arch):
+    """TinyBERT-style intermediate matching: each kept layer's output moves toward its teacher layer's."""
+    from triton_bundle.compress import importance as imp
+    from triton_bundle.compress.batches import in_order, input_names
+    from triton_bundle.compress.corpus import build_corpus
+    from triton_bundle.compress.distill import distill
+    from triton_bundle.compress.objectives import objective_for
+    from triton_bundle.compress.prune import StudentShape, build_student
+    from triton_bundle.compress.structure import locate
+
+    spec = compress_spec(tmp_path, teachers[arch], data)
+    cfg = spec.compress.distill
+    cfg.epochs, cfg.max_length, cfg.alpha, cfg.hidden_weight = 2, 32, 1.0, 5.0
+    teacher = transformers.AutoModelForSequenceClassification.from_pretrained(teachers[arch]).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(teachers[arch])
+    located, objective, names = locate(teacher), objective_for(spec.task), input_names(tokenizer, teacher)
+    corpus = build_corpus(spec, None)
+    batches = in_order(tokenizer, corpus.texts[:32], [-1] * 32, names, 32, 16)
+    importance = imp.measure(teacher, located, objective, batches, lambda *_: None)
+    layers = (0, 3)  # the student's 2nd layer must do the work of the teacher's layers 1-3
+    student = build_student(teacher, located, importance, StudentShape(layers=layers, ffn=32))
+    stats = distill(objective, teacher, student, tokenizer, names, corpus, cfg, layers, lambda *_: None)
+    assert stats.hidden_matching
+    assert stats.hidden_loss_before is not None and stats.hidden_loss_after is not None
+    assert stats.hidden_loss_after < 0.8 * stats.hidden_loss_before
+    assert stats.soft_loss_after < stats.soft_loss_before

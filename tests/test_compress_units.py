@@ -9,9 +9,9 @@ import json
 import random
 
 import pytest
-from fixtures.compress_builders import compress_spec, save_teacher, write_data
+from fixtures.compress_builders import INTENTS, compress_spec, save_teacher, write_data
 
-from triton_bundle.compress.corpus import augment, gold_ids
+from triton_bundle.compress.corpus import augment, build_corpus, gold_ids, mix
 from triton_bundle.compress.errors import CompressDataError, PruneTargetError, UnsupportedFamilyError
 from triton_bundle.compress.stage import compress
 from triton_bundle.compress.structure import locate
@@ -149,3 +149,40 @@ def test_augmentation_is_seeded_and_changes_the_text():
     assert first == again
     assert all(a != text for a in first)
     assert json.dumps(augment("hi", random.Random(0))) == '"hi"'  # too short to change
+
+
+def test_augmentation_with_a_vocabulary_draws_replacements_from_it():
+    text = "my parcel has not moved since tuesday and the courier will not answer"
+    vocabulary = ["refund", "password", "invoice"]
+    edits = [augment(text, random.Random(seed), vocabulary) for seed in range(40)]
+    replaced = [e for e in edits if set(e.split()) - set(text.split())]
+    assert replaced, "no seed picked word replacement"
+    assert all(set(e.split()) - set(text.split()) <= set(vocabulary) for e in replaced)
+
+
+def test_a_mix_joins_or_splices_two_texts_reproducibly():
+    first, second = "I was charged twice for one order", "the app crashes when I open settings"
+    mixes = [mix(first, second, random.Random(seed)) for seed in range(20)]
+    assert mixes == [mix(first, second, random.Random(seed)) for seed in range(20)]
+    assert f"{first} {second}" in mixes
+    spliced = [m for m in mixes if m != f"{first} {second}"]
+    assert spliced
+    for text in spliced:  # the head of the first, then the tail of the second
+        words = text.split()
+        assert words[0] == "I" and words[-1] == "settings" and len(words) < len(f"{first} {second}".split())
+
+
+def test_the_corpus_grows_with_augment_and_mix_and_is_seeded(tmp_path, untrained, data):
+    def corpus(seed, augment_copies, mixes):
+        spec = compress_spec(
+            tmp_path, untrained["bert"], data, distill={"augment": augment_copies, "mix": mixes, "seed": seed}
+        )
+        return build_corpus(spec, INTENTS)
+
+    plain, grown = corpus(0, 0, 0), corpus(0, 3, 2)
+    heldout = {json.loads(line)["text"] for line in (data / "heldout.jsonl").read_text().splitlines()}
+    assert len(plain) == plain.labelled == 40 and plain.augmented == 0
+    assert grown.labelled == 40 and 40 * 4 <= len(grown) <= 40 * 6 and grown.augmented == len(grown) - 40
+    assert grown.gold[40:] == [-1] * grown.augmented  # augmented texts carry soft targets only
+    assert len(set(grown.texts)) == len(grown) and not heldout & set(grown.texts)
+    assert corpus(0, 3, 2).texts == grown.texts and corpus(1, 3, 2).texts != grown.texts

@@ -67,17 +67,29 @@ def test_served_images_equal_diffusers_at_same_seeds(diffusion_server, protocol)
         assert len(got.png) == 3 and all(p.startswith(b"\x89PNG") for p in got.png)
 
 
+def _unet_counts(server, spec) -> tuple[int, int]:
+    """(rows inferred, executions) of the UNet model so far, from Triton's statistics."""
+    url = f"http://{server.http_url}/v2/models/{spec.name}_model/stats"
+    stats = requests.get(url, timeout=10).json()["model_stats"][0]
+    return int(stats["inference_count"]), int(stats["execution_count"])
+
+
 def test_concurrent_requests_with_different_steps_each_get_their_own_image(diffusion_server):
-    """Requests batched into one sampling loop (and one UNet batch per step) stay independent."""
+    """Requests denoised together (one UNet batch per step) stay independent, and they do batch: the
+    UNet ran fewer times than it denoised rows."""
     spec, workdir, server = diffusion_server
     client = ImageGenerator(f"grpc://{server.grpc_url}")
     asks = [(seed, seed % 10, steps) for seed, steps in zip(range(10, 16), [2, 5, 8, 2, 12, 1], strict=True)]
+    rows_before, runs_before = _unet_counts(server, spec)
     with ThreadPoolExecutor(len(asks)) as pool:
         results = list(
             pool.map(
                 lambda a: client.generate_arrays(spec.name, [a[0]], class_labels=[a[1]], steps=a[2]), asks
             )
         )
+    rows, runs = _unet_counts(server, spec)
+    assert rows - rows_before == sum(a[2] for a in asks)  # one UNet row per image per step
+    assert runs - runs_before < rows - rows_before, "no two requests' steps ever shared a UNet batch"
     for (seed, label, steps), got in zip(asks, results, strict=True):
         assert (
             psnr(_reference(spec, workdir, [seed], [label], steps), got.pixels)

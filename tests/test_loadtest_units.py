@@ -341,3 +341,83 @@ def test_no_server_at_the_url_is_a_usage_error(tmp_path: Path):
     spec = load_spec(SPEC)
     with pytest.raises(ServerNotReadyError, match=f"127.0.0.1:{port}"):
         loadtest_stage(spec, tmp_path, Overrides(url=f"127.0.0.1:{port}"))
+
+
+# ----------------------------------------------------------------------------------- prepared requests
+
+
+def test_prepared_http_body_is_what_tritonclient_sends_and_is_built_once_per_input():
+    import tritonclient.http as httpclient
+
+    from triton_bundle.loadtest.prepared import HEADER_LENGTH, PreparedCache, http_request
+
+    workload = text_workload(load_spec(SPEC))
+    rng = random.Random(3)
+    cache, built = PreparedCache(), []
+
+    def build(inputs):
+        built.append(inputs)
+        return http_request(inputs, ["LABELS", "SCORES"], {"authorization": "Bearer t0ken"})
+
+    batches = [workload.make_batch(rng, 2) for _ in range(4)]
+    first = cache.get(batches[0], build)
+    again = cache.get([type(i)(i.name, i.datatype, i.array.copy()) for i in batches[0]], build)
+    assert again is first and len(built) == 1  # the same values: built once, whatever array holds them
+    for batch in batches[1:]:
+        cache.get(batch, build)
+    assert len(cache) == len({tuple(b[0].array.ravel()) for b in batches})
+
+    tensor = httpclient.InferInput("TEXT", [2, 1], "BYTES")
+    tensor.set_data_from_numpy(batches[0][0].array, binary_data=True)
+    outputs = [httpclient.InferRequestedOutput(n, binary_data=True) for n in ("LABELS", "SCORES")]
+    body, json_size = httpclient.InferenceServerClient.generate_request_body([tensor], outputs=outputs)
+    assert first.body == body and first.headers[HEADER_LENGTH] == str(json_size)
+    assert first.headers["authorization"] == "Bearer t0ken"  # the proxy's token travels with it (#19)
+    assert first.headers["Accept-Encoding"] == "identity"
+
+
+def test_prepared_cache_stops_keeping_past_its_limit():
+    from triton_bundle.loadtest.prepared import PreparedCache
+    from triton_bundle.loadtest.workload import InputArray
+
+    cache, built = PreparedCache(limit=2), []
+    items = [[InputArray("x", "FP32", np.full((1, 3), float(v), np.float32))] for v in range(4)]
+    for item in items + items:
+        cache.get(item, lambda i: built.append(i) or object())
+    assert len(cache) == 2 and len(built) == 2 + 2 * 2  # two kept, the other two built on every draw
+
+    from triton_bundle.loadtest.prepared import HttpRequest
+
+    small = PreparedCache(max_bytes=10)
+    for v in range(3):
+        small.get(items[v], lambda i: HttpRequest(body=b"12345", headers={}))
+    assert len(small) == 2 and small.bytes == 10  # the third body would pass the byte budget
+
+
+def test_prepared_grpc_request_carries_the_texts_and_checks_answers_by_shape():
+    from tritonclient.grpc import service_pb2
+    from tritonclient.utils import deserialize_bytes_tensor
+
+    from triton_bundle.loadtest.prepared import ResponseCheckError, check_grpc, check_http, grpc_request
+    from triton_bundle.loadtest.workload import InputArray
+
+    texts = np.array([[b"where is my order?"], ["héllo".encode()]], dtype=object)
+    request = grpc_request("m", [InputArray("TEXT", "BYTES", texts)], ["LABELS"])
+    assert request.model_name == "m" and list(request.inputs[0].shape) == [2, 1]
+    assert [o.name for o in request.outputs] == ["LABELS"]
+    assert deserialize_bytes_tensor(request.raw_input_contents[0]).tolist() == texts.ravel().tolist()
+
+    response = service_pb2.ModelInferResponse()
+    response.outputs.add(name="LABELS", shape=[2, 3])
+    check_grpc(response, ["LABELS"], 2)
+    with pytest.raises(ResponseCheckError, match="expected batch dim 3"):
+        check_grpc(response, ["LABELS"], 3)
+    with pytest.raises(ResponseCheckError, match="'SCORES' missing"):
+        check_grpc(response, ["LABELS", "SCORES"], 2)
+
+    header = json.dumps({"outputs": [{"name": "LABELS", "shape": [2, 3]}]}).encode()
+    check_http(header + b"\x00binary", str(len(header)), ["LABELS"], 2)
+    with pytest.raises(ResponseCheckError, match="'SCORES' missing"):
+        check_http(header, None, ["SCORES"], 2)
+    with pytest.raises(ResponseCheckError, match="not JSON"):
+        check_http(b"\x00\x01", None, ["LABELS"], 2)

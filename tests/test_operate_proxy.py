@@ -23,9 +23,12 @@ import numpy as np
 import pytest
 
 from triton_bundle.client import TritonClient
+from triton_bundle.loadtest.settings import Endpoint
+from triton_bundle.loadtest.stage import Overrides, loadtest_stage
 from triton_bundle.net import free_port
 from triton_bundle.processes import stop_process_group
 from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
+from triton_bundle.spec import SLOSpec, load_spec
 
 pytestmark = pytest.mark.slow
 
@@ -188,6 +191,27 @@ def test_grpc_without_token_is_unauthenticated_and_streams_pass_with_it(proxy) -
         ]
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_load_test_users_send_the_token_through_the_proxy(
+    proxy, protocol: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Locust's users (prepared HTTP bodies, a shared gRPC channel) carry the token: no request refused."""
+    http, grpc, token, _, _ = proxy
+    monkeypatch.setenv("TRITON_BEARER_TOKEN", token)
+    spec = load_spec(Path(__file__).parent / "fixtures" / "loadtest_spec" / "spec.yaml")
+    endpoint = Endpoint(protocol=protocol, url=http if protocol == "http" else grpc, http_url=http)
+    result = loadtest_stage(
+        spec,
+        tmp_path / "work",
+        Overrides(model="echo_text", users=2, duration_s=2, max_requests=200),
+        endpoint=endpoint,
+        slo=SLOSpec(max_error_rate=0.0),
+    )
+    assert result.client.requests > 0 and result.client.failures == 0, result.client.errors
+    reports = [p for p in (tmp_path / "work").rglob("*") if p.is_file()]
+    assert reports and all(token not in p.read_text(errors="replace") for p in reports)
 
 
 def test_the_proxy_log_holds_neither_token_nor_payload(proxy, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,7 @@ def register_all(app: typer.Typer) -> None:
     from triton_bundle.export import cli as export_cli
     from triton_bundle.init import cli as init_cli
     from triton_bundle.loadtest import cli as loadtest_cli
+    from triton_bundle.loadtest import tune_cli
     from triton_bundle.operate import cli as operate_cli
     from triton_bundle.pipeline import cli as pipeline_cli
     from triton_bundle.precision import cli as precision_cli
@@ -39,4 +40,5 @@ def register_all(app: typer.Typer) -> None:
     app.command("generate")(generate_cli.generate_command)
     app.command("generate-image")(image_cli.generate_image_command)
     loadtest_cli.register(app)
+    app.command("tune")(tune_cli.tune_command)
     app.add_typer(operate_cli.app, name="ops")

@@ -321,7 +321,14 @@ class DistillSpec(_Strict):
         0.0, description="weight of matching each kept layer's hidden states to the teacher's (0: off)"
     )
     augment: Annotated[int, Field(ge=0)] = Field(
-        2, description="augmented copies per training text, labelled by the teacher (word drop / swap)"
+        2,
+        description="augmented copies per training text, labelled by the teacher (word dropout, swap, "
+        "dropped span, prefix, words of other texts)",
+    )
+    mix: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="texts per training text made of it and another training text (joined, or head + "
+        "tail), labelled by the teacher: soft targets between intents",
     )
     extra: list[Path] = Field(
         default_factory=list, description="unlabelled text files the teacher labels for distillation"
@@ -382,7 +389,15 @@ class RepositorySpec(_Strict):
     target: Literal["local", "nvidia", "cpu-container", "trtllm"] = "local"
     max_batch_size: Annotated[int, Field(ge=0)] = 32
     max_queue_delay_us: Annotated[int, Field(ge=0)] = 2000
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list,
+        description="the tensor model's dynamic batcher runs a batch of these sizes without waiting "
+        "(empty: waits up to max_queue_delay_us to fill max_batch_size); `triton-bundle tune` picks them",
+    )
     instances: Annotated[int, Field(ge=1)] = 1
+    intra_op_threads: Annotated[int, Field(ge=0)] = Field(
+        0, description="local target: onnxruntime threads per instance (0: the cores split among instances)"
+    )
     precision: Variant = REFERENCE
     warmup: bool = True
     response_cache: bool = False

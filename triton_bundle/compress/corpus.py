@@ -9,6 +9,7 @@ is never used: the gate measures the student on it.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,22 +58,49 @@ def gold_ids(labels: list[str | None], names: list[str] | None) -> list[int]:
     return ids
 
 
-def augment(text: str, rng: random.Random) -> str:
+def augment(text: str, rng: random.Random, vocabulary: Sequence[str] = ()) -> str:
+    """One seeded edit: word dropout, a neighbour swap, a dropped span, a prefix, or word replacement."""
     words = text.split()
     if len(words) < 3:
         return text
-    choice = rng.randrange(3)
+    choice = rng.randrange(5 if vocabulary else 4)
     if choice == 0:  # word dropout
         kept = [w for w in words if rng.random() > 0.15]
         words = kept if len(kept) >= 2 else words
     elif choice == 1:  # swap two neighbours
         i = rng.randrange(len(words) - 1)
         words[i], words[i + 1] = words[i + 1], words[i]
-    else:  # drop a span of up to a third of the words
+    elif choice == 2:  # drop a span of up to a third of the words
         span = rng.randint(1, max(1, len(words) // 3))
         start = rng.randrange(len(words) - span + 1)
         words = words[:start] + words[start + span :]
+    elif choice == 3:  # a prefix: the message cut short
+        words = words[: rng.randint(2, len(words) - 1)]
+    else:  # replace ~15% of the words by words of other training texts
+        words = [rng.choice(vocabulary) if rng.random() < 0.15 else w for w in words]
     return " ".join(words)
+
+
+def mix(first: str, second: str, rng: random.Random) -> str:
+    """Two training texts in one: both whole, or the head of one and the tail of the other.
+
+    Usually of different intents, so the teacher's soft labels teach the boundary between them.
+    """
+    a, b = first.split(), second.split()
+    if rng.random() < 0.5 or len(a) < 2 or len(b) < 2:
+        return f"{first} {second}"
+    return " ".join(a[: rng.randint(1, len(a) - 1)] + b[rng.randint(1, len(b) - 1) :])
+
+
+def _augmented(texts: Sequence[str], copies: int, mixes: int, seed: int) -> list[str]:
+    """`copies` edits and `mixes` mixes per text, seeded; duplicates are left to the caller."""
+    rng = random.Random(seed)
+    vocabulary = sorted({w for t in texts for w in t.split()})
+    out = []
+    for text in texts:
+        out.extend(augment(text, rng, vocabulary) for _ in range(copies))
+        out.extend(mix(text, texts[rng.randrange(len(texts))], rng) for _ in range(mixes))
+    return out
 
 
 def _extra_paths(spec: ModelSpec) -> list[Path]:
@@ -103,16 +131,14 @@ def build_corpus(spec: ModelSpec, names: list[str] | None) -> Corpus:
                 texts.append(text)
                 gold.append(-1)
                 extra += 1
-    rng = random.Random(distill.seed if distill else 0)
     augmented = 0
-    for text in list(train.texts):
-        for _ in range(distill.augment if distill else 0):
-            new = augment(text, rng)
-            if new not in seen:
-                seen.add(new)
-                texts.append(new)
-                gold.append(-1)
-                augmented += 1
+    copies, mixes = (distill.augment, distill.mix) if distill else (0, 0)
+    for new in _augmented(list(train.texts), copies, mixes, distill.seed if distill else 0):
+        if new not in seen:
+            seen.add(new)
+            texts.append(new)
+            gold.append(-1)
+            augmented += 1
     return Corpus(
         texts=texts,
         gold=gold,

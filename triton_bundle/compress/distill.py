@@ -21,6 +21,7 @@ from triton_bundle.compress.objectives import Objective
 from triton_bundle.spec import DistillSpec
 
 Advance = Callable[[int, str], None]
+HIDDEN_PROBE_BATCHES = 4  # batches of 64 texts the hidden-state distance is reported on
 
 
 class DistillStats(BaseModel):
@@ -35,6 +36,9 @@ class DistillStats(BaseModel):
     soft_loss_after: float
     final_loss: float  # training loss, mean of the last steps
     hidden_matching: bool
+    # hidden-state distance to the teacher layers the student's came from (hidden matching only)
+    hidden_loss_before: float | None = None
+    hidden_loss_after: float | None = None
 
 
 def steps_for(corpus: Corpus, cfg: DistillSpec) -> int:
@@ -67,6 +71,18 @@ def _step_loss(
             _, teacher_states = objective.outputs(teacher, batch.enc, hidden=True)
         loss = loss + cfg.hidden_weight * _hidden_loss(states, teacher_states, layer_map, batch.mask)
     return loss
+
+
+@torch.no_grad()
+def hidden_distance(objective, student, teacher, batches: Sequence[Batch], layer_map) -> float:
+    """Mean per-layer hidden-state distance of `student` to the teacher (what hidden matching lowers)."""
+    student.eval()
+    total = 0.0
+    for batch in batches:
+        _, states = objective.outputs(student, batch.enc, hidden=True)
+        _, teacher_states = objective.outputs(teacher, batch.enc, hidden=True)
+        total += float(_hidden_loss(states, teacher_states, layer_map, batch.mask)) * len(batch.rows)
+    return total / sum(len(b.rows) for b in batches)
 
 
 @torch.no_grad()
@@ -105,6 +121,8 @@ def distill(
     total = steps_for(corpus, cfg)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total))
     before = _soft_loss(objective, student, fixed, targets, cfg.temperature)
+    probe = fixed[:HIDDEN_PROBE_BATCHES] if cfg.hidden_weight > 0 else []
+    hidden_before = hidden_distance(objective, student, teacher, probe, layer_map) if probe else None
     started, losses = time.perf_counter(), []
     student.train()
     for _epoch in range(cfg.epochs):
@@ -122,6 +140,7 @@ def distill(
     seconds = time.perf_counter() - started
     embeddings.requires_grad_(True)
     after = _soft_loss(objective, student, fixed, targets, cfg.temperature)
+    hidden_after = hidden_distance(objective, student, teacher, probe, layer_map) if probe else None
     return DistillStats(
         examples=len(corpus),
         labelled=corpus.labelled,
@@ -134,4 +153,6 @@ def distill(
         soft_loss_after=after,
         final_loss=sum(losses[-10:]) / len(losses[-10:]),
         hidden_matching=cfg.hidden_weight > 0,
+        hidden_loss_before=hidden_before,
+        hidden_loss_after=hidden_after,
     )

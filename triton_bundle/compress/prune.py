@@ -48,11 +48,14 @@ def ffn_width(target: CompressTarget, located: Located) -> int:
 
 def check_heads(target: CompressTarget, located: Located) -> None:
     if target.heads_per_layer is not None and target.heads_per_layer < located.heads:
+        hidden = located.heads * located.head_size
         raise PruneTargetError(
-            f"compress.target.heads_per_layer {target.heads_per_layer}: transformers 5.x has no prune_heads "
-            f"and derives the head size from hidden_size / num_attention_heads ({located.heads} heads), so a "
-            "checkpoint with fewer heads would not load with from_pretrained; remove the field (head "
-            "importance is still reported) and shrink layers or ffn_keep instead"
+            f"compress.target.heads_per_layer {target.heads_per_layer}: cannot remove heads from this family. "
+            f"transformers 5.x has no prune_heads, and its attention derives the head size from the config "
+            f"(hidden size / head count: {hidden} / {located.heads} = {located.head_size}); no config field "
+            f"states a head size, so {target.heads_per_layer} heads of {located.head_size} dims at hidden size "
+            f"{hidden} cannot be expressed (it would be read as heads of {hidden / target.heads_per_layer:g} dims). "
+            "Remove the field (head importance is still reported) and shrink layers or ffn_keep instead"
         )
 
 

@@ -36,6 +36,11 @@ class DiffusionTrainResult:
     class_agreement: float  # share of sampled gate-seed digits the classifier reads as the asked class
     seconds: float
 
+    @property
+    def eval_accuracy(self) -> float:
+        """What `triton-bundle finetune` reports for every task: here, the classifier's agreement."""
+        return self.class_agreement
+
 
 def _train_loop(unet, ddpm, images, labels, cfg: DiffusionSpec) -> float:
     """Epsilon-prediction MSE at uniform random timesteps; one-cycle learning rate. Returns the last

@@ -14,7 +14,6 @@ there (PSNR / SSIM vs that reference, classifier agreement with the asked class,
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +24,15 @@ from triton_bundle.atomic import write_text_atomic
 from triton_bundle.diffusion import unet as du
 from triton_bundle.diffusion.ddim import DDIMSchedule, sample
 from triton_bundle.diffusion.train import gate_inputs
+from triton_bundle.imagegen.gate import image_variant_report
 from triton_bundle.imagegen.metrics import compare_images
 from triton_bundle.imagegen.png import to_uint8
 from triton_bundle.imagegen.seeds import latents_for_seeds
 from triton_bundle.manifest import Manifest
-from triton_bundle.precision import fp16, int8_dynamic, int8_qdq
+from triton_bundle.precision import int8_qdq
 from triton_bundle.precision.calibration import CalibrationSet
-from triton_bundle.precision.evaluate import VariantMetrics, session
+from triton_bundle.precision.evaluate import session
+from triton_bundle.precision.gated import fp16_variant, int8_dynamic_variant, publish_gated_variants
 from triton_bundle.precision.record import StepsRow
 from triton_bundle.precision.report import CalibrationInfo, VariantReport
 from triton_bundle.spec import ModelSpec
@@ -87,41 +88,11 @@ class _Gate:
     scratch: Path
 
     def report(self, variant: str, path: Path, **fields) -> tuple[VariantReport, Path | None]:
-        from triton_bundle.imagegen.variants import judge_images
-
         quality = compare_images(self.reference, self.sampler.pixels(path), self.classifier)
-        gate = judge_images(quality, self.spec.precision.budget)
-        metrics = VariantMetrics(examples=quality.images, psnr_db=min(quality.psnr_db, 1e9), max_abs=0.0,
-                                 label_agreement=quality.class_agreement)  # fmt: skip
-        notes = [
-            f"{quality.images} images ({self.spec.diffusion.steps} DDIM steps, gate seeds) vs FP32: PSNR "
-            f"{quality.psnr_db:.1f} dB (worst {quality.min_psnr_db:.1f}), SSIM {quality.ssim:.4f}"
-            + (
-                ""
-                if quality.class_agreement is None
-                else f", classifier agreement {quality.class_agreement:.2%}"
-            ),
-            *fields.pop("notes", []),
-        ]
-        if not gate.passed:
-            failed = [f"{c.name} {c.value:.4g} below {c.limit:g}" for c in gate.checks if not c.passed]
-            notes.append("rejected: " + "; ".join(failed))
-        report = VariantReport(variant=variant, passed=gate.passed, size_mb=path.stat().st_size / 1e6,
-                               fp32_size_mb=self.fp32.stat().st_size / 1e6, gate=gate, metrics=metrics, notes=notes,
-                               **fields)  # fmt: skip
-        return report, path if gate.passed else None
-
-
-def _fp16(ctx: _Gate):
-    path = ctx.scratch / "fp16.onnx"
-    info = fp16.convert_fp16(ctx.fp32, path, ctx.spec.precision.fp16_keep_fp32_ops)
-    return ctx.report("fp16", path, backend=fp16.CONVERTER, tensorrt_compatible=True, fp16=info)
-
-
-def _int8_dynamic(ctx: _Gate):
-    path = ctx.scratch / "int8-dynamic.onnx"
-    int8_dynamic.quantize_dynamic_cpu(ctx.fp32, path)
-    return ctx.report("int8-dynamic", path, backend=int8_dynamic.BACKEND, tensorrt_compatible=False)
+        compared = f"{quality.images} images ({self.spec.diffusion.steps} DDIM steps, gate seeds)"
+        return image_variant_report(
+            variant, path, self.fp32, quality, self.spec.precision.budget, compared, **fields
+        )
 
 
 def _int8_qdq(ctx: _Gate):
@@ -140,7 +111,7 @@ def _int8_qdq(ctx: _Gate):
     )  # fmt: skip
 
 
-BUILDERS = {"fp16": _fp16, "int8-dynamic": _int8_dynamic, "int8": _int8_qdq}
+BUILDERS = {"fp16": fp16_variant, "int8-dynamic": int8_dynamic_variant, "int8": _int8_qdq}
 
 
 def steps_table(spec: ModelSpec, fp32: Path, sampler: _Sampler, classifier) -> list[StepsRow]:
@@ -180,14 +151,7 @@ def steps_markdown(rows: list[StepsRow]) -> str:
 def make_diffusion_variants(spec: ModelSpec, workdir: Path, wanted: list[str]):
     """Build, gate, publish and record the UNet's variants, and write the steps table (precision stage)."""
     from triton_bundle.imagegen.classifier import digit_classifier
-    from triton_bundle.precision.stage import (
-        PRECISION_DIR,
-        Fp32Summary,
-        PrecisionResult,
-        _Built,
-        _publish,
-        _record,
-    )
+    from triton_bundle.precision.stage import PRECISION_DIR
 
     manifest = Manifest.load(workdir, spec.name)
     export = manifest.require("export", "triton-bundle export SPEC")
@@ -197,23 +161,17 @@ def make_diffusion_variants(spec: ModelSpec, workdir: Path, wanted: list[str]):
     schedule = du.ddim_schedule(du.load_scheduler(checkpoint))
     sampler = _Sampler(spec, schedule, latents_for_seeds(seeds.tolist(), spec.image.latent_shape), classes)
     classifier = digit_classifier(spec.image.height, workdir) if spec.image.dataset == "digits" else None
-    reports, published, rejected = {}, {}, {}
+    reference = sampler.pixels(fp32)
     root = Path(workdir) / PRECISION_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".work-", dir=root) as scratch:
-        ctx = _Gate(spec, fp32, sampler, sampler.pixels(fp32), classifier, Path(scratch))
-        for variant in wanted:
-            report, model = BUILDERS[variant](ctx)
-            where = _publish(_Built(report, model), workdir)
-            reports[variant] = report
-            (published if report.passed else rejected)[variant] = where
-    rows = steps_table(spec, fp32, sampler, classifier)
-    write_text_atomic(root / STEPS_FILE, "[" + ",".join(r.model_dump_json() for r in rows) + "]")
-    write_text_atomic(root / STEPS_MARKDOWN, steps_markdown(rows))
-    summary = Fp32Summary(onnx=str(fp32), size_mb=fp32.stat().st_size / 1e6)
-    record = _record(manifest, reports, published, summary)
-    record.details.steps_table = rows
-    record.artifacts["steps_table"] = (root / STEPS_FILE).resolve()
-    manifest.record(record)
-    manifest.save(workdir)
-    return PrecisionResult(reports=reports, fp32=summary, published=published, rejected=rejected)
+
+    def with_steps_table(record) -> None:
+        rows = steps_table(spec, fp32, sampler, classifier)
+        write_text_atomic(root / STEPS_FILE, "[" + ",".join(r.model_dump_json() for r in rows) + "]")
+        write_text_atomic(root / STEPS_MARKDOWN, steps_markdown(rows))
+        record.details.steps_table = rows
+        record.artifacts["steps_table"] = (root / STEPS_FILE).resolve()
+
+    return publish_gated_variants(
+        manifest, Path(workdir), fp32, wanted, BUILDERS,
+        lambda scratch: _Gate(spec, fp32, sampler, reference, classifier, scratch), finish=with_steps_table,
+    )  # fmt: skip

@@ -9,7 +9,6 @@ latents of other seeds than the gate's, so the gate does not measure on what the
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from triton_bundle.imagegen import contract
-from triton_bundle.imagegen.metrics import ImageQuality, compare_images
+from triton_bundle.imagegen.gate import image_variant_report
+from triton_bundle.imagegen.metrics import compare_images
 from triton_bundle.manifest import Manifest
-from triton_bundle.precision import fp16, int8_dynamic, int8_qdq
+from triton_bundle.precision import int8_qdq
 from triton_bundle.precision.calibration import CalibrationSet
-from triton_bundle.precision.evaluate import VariantMetrics, session
-from triton_bundle.precision.gate import GateResult, _check
+from triton_bundle.precision.evaluate import session
+from triton_bundle.precision.gated import fp16_variant, int8_dynamic_variant, publish_gated_variants
 from triton_bundle.precision.report import CalibrationInfo, VariantReport
-from triton_bundle.spec import AccuracyBudget, ModelSpec
+from triton_bundle.spec import ModelSpec
 
 CALIBRATION_SEED_BASE = 1_000_000  # calibration latents come from seeds the gates never use
 GATE_BATCH = 16
@@ -43,18 +43,6 @@ def generated_pixels(onnx_path: Path, spec: ModelSpec, feeds: dict[str, np.ndarr
     return to_uint8(np.concatenate(parts).astype(np.float32), spec.image.value_range, spec.image.layout)
 
 
-def judge_images(quality: ImageQuality, budget: AccuracyBudget) -> GateResult:
-    checks = [
-        _check("psnr_db", min(quality.psnr_db, 1e9), budget.min_psnr_db, True),
-        _check("ssim", quality.ssim, budget.min_ssim, True),
-    ]
-    if quality.class_agreement is not None:
-        checks.append(_check("class_agreement", quality.class_agreement, budget.min_class_agreement, True))
-    primary = checks[0]
-    return GateResult(metric="psnr_db", value=primary.value, budget=primary.limit, passed=all(c.passed for c in checks),
-                      margin=min(c.margin for c in checks), checks=checks)  # fmt: skip
-
-
 @dataclass
 class _Images:
     spec: ModelSpec
@@ -68,35 +56,10 @@ class _Images:
         quality = compare_images(
             self.reference, generated_pixels(path, self.spec, self.feeds), self.classifier
         )
-        gate = judge_images(quality, self.spec.precision.budget)
-        metrics = VariantMetrics(examples=quality.images, psnr_db=min(quality.psnr_db, 1e9), max_abs=0.0,
-                                 label_agreement=quality.class_agreement)  # fmt: skip
-        notes = [
-            f"{quality.images} images at image.gate_seeds vs FP32: PSNR {quality.psnr_db:.1f} dB (worst "
-            f"{quality.min_psnr_db:.1f}), SSIM {quality.ssim:.4f}"
-            + (
-                ""
-                if quality.class_agreement is None
-                else f", digit classifier agreement {quality.class_agreement:.2%}"
-            ),
-            *fields.pop("notes", []),
-        ]
-        report = VariantReport(variant=variant, passed=gate.passed, size_mb=path.stat().st_size / 1e6,
-                               fp32_size_mb=self.fp32.stat().st_size / 1e6, gate=gate, metrics=metrics, notes=notes,
-                               **fields)  # fmt: skip
-        return report, path if gate.passed else None
-
-
-def _fp16(ctx: _Images):
-    path = ctx.scratch / "fp16.onnx"
-    info = fp16.convert_fp16(ctx.fp32, path, ctx.spec.precision.fp16_keep_fp32_ops)
-    return ctx.report("fp16", path, backend=fp16.CONVERTER, tensorrt_compatible=True, fp16=info)
-
-
-def _int8_dynamic(ctx: _Images):
-    path = ctx.scratch / "int8-dynamic.onnx"
-    int8_dynamic.quantize_dynamic_cpu(ctx.fp32, path)
-    return ctx.report("int8-dynamic", path, backend=int8_dynamic.BACKEND, tensorrt_compatible=False)
+        compared = f"{quality.images} images at image.gate_seeds"
+        return image_variant_report(
+            variant, path, self.fp32, quality, self.spec.precision.budget, compared, **fields
+        )
 
 
 def _int8_qdq(ctx: _Images):
@@ -118,8 +81,8 @@ def _int8_qdq(ctx: _Images):
 
 
 IMAGE_BUILDERS: dict[str, Callable[[_Images], tuple]] = {
-    "fp16": _fp16,
-    "int8-dynamic": _int8_dynamic,
+    "fp16": fp16_variant,
+    "int8-dynamic": int8_dynamic_variant,
     "int8": _int8_qdq,
 }
 
@@ -128,30 +91,14 @@ def make_image_variants(spec: ModelSpec, workdir: Path, wanted: list[str]):
     """Build, gate, publish and record the generator's variants (the precision stage's image path)."""
     from triton_bundle.imagegen.classifier import digit_classifier
     from triton_bundle.imagegen.export import gate_inputs
-    from triton_bundle.precision.stage import (
-        PRECISION_DIR,
-        Fp32Summary,
-        PrecisionResult,
-        _Built,
-        _publish,
-        _record,
-    )
 
     manifest = Manifest.load(workdir, spec.name)
     fp32 = manifest.require("export", "triton-bundle export SPEC").artifact("onnx")
     feeds = gate_inputs(spec)
     digits = spec.image.dataset == "digits" and bool(spec.labels) and spec.image.channels == 1
     classifier = digit_classifier(spec.image.height, workdir) if digits else None
-    reports, published, rejected = {}, {}, {}
-    (workdir / PRECISION_DIR).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".work-", dir=workdir / PRECISION_DIR) as scratch:
-        ctx = _Images(spec, fp32, feeds, generated_pixels(fp32, spec, feeds), classifier, Path(scratch))
-        for variant in wanted:
-            report, model = IMAGE_BUILDERS[variant](ctx)
-            where = _publish(_Built(report, model), workdir)
-            reports[variant] = report
-            (published if report.passed else rejected)[variant] = where
-    summary = Fp32Summary(onnx=str(fp32), size_mb=fp32.stat().st_size / 1e6)
-    manifest.record(_record(manifest, reports, published, summary))
-    manifest.save(workdir)
-    return PrecisionResult(reports=reports, fp32=summary, published=published, rejected=rejected)
+    reference = generated_pixels(fp32, spec, feeds)
+    return publish_gated_variants(
+        manifest, workdir, fp32, wanted, IMAGE_BUILDERS,
+        lambda scratch: _Images(spec, fp32, feeds, reference, classifier, scratch),
+    )  # fmt: skip

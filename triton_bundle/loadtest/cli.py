@@ -261,9 +261,10 @@ def compare_command(
             endpoint=endpoint,
         )
     console.print(compare_table(result, concurrency))
+    console.print(result.verdict())
     console.print(
-        "[dim]Same concurrency and batch size; Locust's clients are Python (gevent), perf_analyzer's C++, "
-        "so on a CPU-bound client host Locust reaches a lower rate.[/]"
+        "[dim]Same concurrency and batch size; Locust's clients are Python (gevent), perf_analyzer's C++: "
+        "on a CPU-bound client host give Locust more processes (--workers N, Locust's --processes).[/]"
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from triton_bundle.atomic import write_text_atomic
 from triton_bundle.loadtest.perf_analyzer import PerfAnalyzerInstall, PerfAnalyzerResult, run_perf_analyzer
@@ -20,11 +20,14 @@ from triton_bundle.loadtest.workload import Workload, workload_for
 from triton_bundle.spec import ModelSpec
 
 _MIN_WINDOW_MS = 500
+# Locust counts as keeping up when its throughput is within this share of perf_analyzer's.
+TOLERANCE = 0.15
 
 
 class ToolRow(BaseModel):
     tool: str
     requests: int
+    failures: int = 0
     rps: float
     infer_per_s: float
     p50_ms: float | None
@@ -40,6 +43,30 @@ class CompareResult(BaseModel):
     rows: list[ToolRow]
     perf_analyzer: PerfAnalyzerResult
     locust_run_dir: Path
+    throughput_ratio: float | None = Field(
+        None, description="Locust's req/s over perf_analyzer's at the same concurrency (1.0: equal)"
+    )
+    tolerance: float = TOLERANCE
+
+    @property
+    def keeps_up(self) -> bool | None:
+        """Locust within the tolerance of perf_analyzer (None: perf_analyzer measured nothing)."""
+        if self.throughput_ratio is None:
+            return None
+        return self.throughput_ratio >= 1.0 - self.tolerance
+
+    def verdict(self) -> str:
+        if self.throughput_ratio is None:
+            return "perf_analyzer measured no throughput: no ratio"
+        if self.keeps_up:
+            meaning = f"within {self.tolerance:.0%}: the load generator keeps up"
+        else:
+            meaning = f"NOT within {self.tolerance:.0%}: the load generator is the bottleneck"
+        return f"Locust reached {self.throughput_ratio:.2f}x perf_analyzer's throughput ({meaning})"
+
+
+def throughput_ratio(locust: ToolRow, perf: ToolRow) -> float | None:
+    return round(locust.rps / perf.rps, 4) if perf.rps > 0 else None
 
 
 def locust_row(result: LoadtestResult) -> ToolRow:
@@ -47,6 +74,7 @@ def locust_row(result: LoadtestResult) -> ToolRow:
     return ToolRow(
         tool="locust",
         requests=c.requests,
+        failures=c.failures,
         rps=c.rps,
         infer_per_s=c.items_per_s,
         p50_ms=c.latency.p50_ms,
@@ -102,14 +130,16 @@ def compare_stage(
         out_dir=out_dir / "perf_analyzer",
         timeout_s=max(60.0, settings.shape.duration_s * 3),
     )
+    rows = [locust_row(locust), perf_row(perf)]
     result = CompareResult(
         model=settings.model,
         protocol=settings.endpoint.protocol,
         concurrency=concurrency,
         batch_size=settings.request_batch_size,
-        rows=[locust_row(locust), perf_row(perf)],
+        rows=rows,
         perf_analyzer=perf,
         locust_run_dir=out_dir / "locust",
+        throughput_ratio=throughput_ratio(*rows),
     )
     write_text_atomic(out_dir / "compare.json", result.model_dump_json(indent=2))
     return result

@@ -25,6 +25,19 @@ class LoadtestRecord(StageRecord):
     details: LoadtestDetails
 
 
+class TuneDetails(StageDetails):
+    trials: int
+    best: dict[str, object] | None = None  # the winning serving options, as JSON
+
+
+class TuneRecord(StageRecord):
+    STAGE = "tune"
+    RERUN = "triton-bundle tune SPEC"
+
+    stage: str = STAGE
+    details: TuneDetails
+
+
 class CapacityDetails(StageDetails):
     mode: str
     converged: bool

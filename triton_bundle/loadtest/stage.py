@@ -43,6 +43,7 @@ _RUN_MARKERS = (
     "report.json",
     "capacity.json",
     "compare.json",
+    "tune.json",
 )
 
 

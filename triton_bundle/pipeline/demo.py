@@ -25,6 +25,22 @@ from triton_bundle.spec import ModelSpec
 console = Console()
 
 
+def demo_server_config(spec: ModelSpec, repository: Path, log_file: Path):
+    """Every demo's local Triton: the spec's serving ports where they are free, else free ones."""
+    from triton_bundle.serving.local_triton import ServerConfig
+
+    host = spec.serving.host
+    return ServerConfig(
+        repository=repository,
+        log_file=log_file,
+        host=host,
+        http_port=port_or_free(host, spec.serving.http_port),
+        grpc_port=port_or_free(host, spec.serving.grpc_port),
+        metrics_port=port_or_free(host, spec.serving.metrics_port),
+        ready_timeout_s=spec.serving.ready_timeout_s,
+    )
+
+
 class ProtocolCheck(BaseModel):
     protocol: str
     sentences: int
@@ -86,7 +102,7 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
     from triton_bundle.loadtest.stage import Overrides, loadtest_stage
     from triton_bundle.repository.contract import entry_model
     from triton_bundle.repository.generate import generate_repository
-    from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
+    from triton_bundle.serving.local_triton import LocalTriton
 
     started = time.perf_counter()
     workdir = Path(workdir)
@@ -120,17 +136,8 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
     gold = map_gold(heldout.labels, labels_for(spec, exported.record, checkpoint) or [], str(heldout.source))
 
     _step(4, "local Triton + classify held-out sentences over HTTP and gRPC")
-    host = spec.serving.host
     log_file = workdir / "triton.log"
-    config = ServerConfig(
-        repository=repository,
-        log_file=log_file,
-        host=host,
-        http_port=port_or_free(host, spec.serving.http_port),
-        grpc_port=port_or_free(host, spec.serving.grpc_port),
-        metrics_port=port_or_free(host, spec.serving.metrics_port),
-        ready_timeout_s=spec.serving.ready_timeout_s,
-    )
+    config = demo_server_config(spec, repository, log_file)
     checks: list[ProtocolCheck] = []
     server = LocalTriton(config)
     with console.status("starting tritonserver"):

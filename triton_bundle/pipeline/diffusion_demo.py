@@ -13,43 +13,29 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel
-from rich.table import Table
 
 from triton_bundle.atomic import write_text_atomic
-from triton_bundle.net import port_or_free
-from triton_bundle.pipeline.demo import _step, console
-from triton_bundle.pipeline.image_demo import GRID_FILE, ServedCheck, _aot, _precision, write_grid
+from triton_bundle.pipeline.demo import _step, console, demo_server_config
+from triton_bundle.pipeline.image_steps import (
+    GRID_FILE,
+    ImageDemoSteps,
+    precision_gates,
+    print_summary,
+    served_checks,
+    tensorrt_aot,
+    write_grid,
+)
 from triton_bundle.spec import ModelSpec
 
 
-class DiffusionDemoSummary(BaseModel):
-    model: str
-    workdir: Path
-    train_seconds: float
+class DiffusionDemoSummary(ImageDemoSteps):
     class_agreement: float
-    onnx: Path
-    parity_max_abs: float
-    gates: dict[str, bool]
-    gate_notes: dict[str, str]
-    bad_variant: str
     steps_table: list[dict[str, float]]
-    tensorrt_aot: dict[str, str]
-    repository: Path
-    served: list[ServedCheck]
-    grid_png: Path
-    summary_json: Path
-    seconds: float
 
 
-def _served(spec: ModelSpec, workdir: Path, server) -> list[ServedCheck]:
-    from tritonclient.http import InferenceServerClient
-
-    from triton_bundle.client.errors import InvalidInputError
-    from triton_bundle.client.images import ImageGenerator
+def _served(spec: ModelSpec, workdir: Path, server):
     from triton_bundle.diffusion import unet as du
     from triton_bundle.diffusion.train import gate_inputs
-    from triton_bundle.imagegen.metrics import psnr_per_image
     from triton_bundle.imagegen.png import to_uint8
     from triton_bundle.imagegen.seeds import latents_for_seeds
     from triton_bundle.manifest import Manifest
@@ -59,24 +45,15 @@ def _served(spec: ModelSpec, workdir: Path, server) -> list[ServedCheck]:
     noise = latents_for_seeds(seeds, spec.image.latent_shape)
     unet, scheduler = du.load_unet(checkpoint), du.load_scheduler(checkpoint)
     reference = to_uint8(du.diffusers_sample(unet, scheduler, noise, np.array(labels), spec.diffusion.steps))
-    checks, batch = [], spec.repository.max_batch_size
-    for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
-        client = ImageGenerator(f"{protocol}://{url}")
-        pixels = np.concatenate([
-            client.generate_arrays(spec.name, seeds[i : i + batch], labels[i : i + batch]).pixels
-            for i in range(0, len(seeds), batch)
-        ])  # fmt: skip
-        try:
-            client.generate_arrays(spec.name, [1], [1], steps=spec.diffusion.max_steps + 1)
-            refused = "NOT refused"
-        except InvalidInputError as exc:
-            refused = str(exc)
-        ready = InferenceServerClient(server.http_url).is_server_ready()
-        same = float(np.mean([np.array_equal(a, b) for a, b in zip(reference, pixels, strict=True)]))
-        checks.append(ServedCheck(protocol=protocol, images=len(seeds), equal_to_pytorch=same,
-                                  min_psnr_db=min(psnr_per_image(reference, pixels)), bad_request_refused=refused,
-                                  ready_after=ready))  # fmt: skip
-    return checks
+    too_many = spec.diffusion.max_steps + 1
+    return served_checks(
+        spec,
+        server,
+        seeds,
+        labels,
+        reference,
+        lambda c: c.generate_arrays(spec.name, [1], [1], steps=too_many),
+    )
 
 
 def _steps_table(spec: ModelSpec, workdir: Path) -> list[dict[str, float]]:
@@ -99,7 +76,7 @@ def run_diffusion_demo(
     from triton_bundle.export.stage import export_model
     from triton_bundle.finetune import finetune
     from triton_bundle.repository.generate import generate_repository
-    from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
+    from triton_bundle.serving.local_triton import LocalTriton
 
     started, workdir = time.perf_counter(), Path(workdir)
     _step(1, "train the class-conditional UNet (diffusers UNet2DModel, DDPM noise) on the digits")
@@ -113,20 +90,14 @@ def run_diffusion_demo(
     worst = max(o.max_abs for o in exported.report.outputs)
     console.print(f"{len(exported.report.cases)} cases, max |diff| {worst:.2e}; {exported.report.notes[0]}")
     _step(3, "FP16 / INT8 UNets behind PSNR, SSIM and digit-classifier gates; quality vs steps")
-    gates, notes, bad = _precision(spec, workdir)
+    gates, notes, bad = precision_gates(spec, workdir)
     steps = _steps_table(spec, workdir)
-    aot = _aot(spec, workdir, gates)
+    aot = tensorrt_aot(spec, workdir, gates)
     _step(4, "Triton model repository: seed -> DDIM loop (BLS to the UNet) -> PNG")
     repository = generate_repository(spec, workdir, out_dir=repository_dir or Path("model_repository") / spec.name,
                                      target="local", force=True)  # fmt: skip
     _step(5, "local Triton: served images vs diffusers over HTTP and gRPC, a grid of digits")
-    host = spec.serving.host
-    config = ServerConfig(
-        repository=repository, log_file=workdir / "triton.log", host=host,
-        http_port=port_or_free(host, spec.serving.http_port), grpc_port=port_or_free(host, spec.serving.grpc_port),
-        metrics_port=port_or_free(host, spec.serving.metrics_port), ready_timeout_s=spec.serving.ready_timeout_s,
-    )  # fmt: skip
-    with LocalTriton(config) as server:
+    with LocalTriton(demo_server_config(spec, repository, workdir / "triton.log")) as server:
         served = _served(spec, workdir, server)
         grid = write_grid(spec, f"grpc://{server.grpc_url}", workdir / GRID_FILE)
     summary = DiffusionDemoSummary(
@@ -141,25 +112,12 @@ def run_diffusion_demo(
 
 
 def _print(summary: DiffusionDemoSummary) -> None:
-    table = Table(title=f"{summary.model}: diffusion, end to end ({summary.seconds:.0f}s)")
-    table.add_column("step")
-    table.add_column("result")
-    table.add_row(
-        "train",
+    print_summary(
+        summary,
+        "diffusion",
         f"{summary.train_seconds:.0f}s, classifier reads the asked digit in {summary.class_agreement:.0%}",
+        lambda s: (
+            f"{s.equal_to_pytorch:.0%} of {s.images} images equal diffusers' pixels (worst PSNR "
+            f"{s.min_psnr_db:.1f}); steps out of range -> {s.bad_request_refused[:60]}...; ready after: {s.ready_after}"
+        ),
     )
-    table.add_row("export parity", f"max |diff| {summary.parity_max_abs:.2e}")
-    for variant, ok in summary.gates.items():
-        table.add_row(f"gate {variant}", f"{'passed' if ok else 'rejected'}: {summary.gate_notes[variant]}")
-    table.add_row("deliberately bad variant", summary.bad_variant)
-    for variant, text in summary.tensorrt_aot.items():
-        table.add_row(f"TensorRT-RTX AOT {variant}", text)
-    for s in summary.served:
-        table.add_row(
-            f"served ({s.protocol})",
-            f"{s.equal_to_pytorch:.0%} of {s.images} images equal diffusers' pixels (worst PSNR {s.min_psnr_db:.1f}); "
-            f"steps out of range -> {s.bad_request_refused[:60]}...; ready after: {s.ready_after}",
-        )
-    table.add_row("digit grid", str(summary.grid_png))
-    table.add_row("summary", str(summary.summary_json))
-    console.print(table)

@@ -14,8 +14,7 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from triton_bundle.atomic import write_text_atomic
-from triton_bundle.net import port_or_free
-from triton_bundle.pipeline.demo import _step, console
+from triton_bundle.pipeline.demo import _step, console, demo_server_config
 from triton_bundle.spec import ModelSpec
 
 DEMO_PROMPTS = 8
@@ -105,7 +104,7 @@ def run_generation_demo(
     from triton_bundle.export.stage import export_model
     from triton_bundle.finetune import finetune
     from triton_bundle.repository.generate import generate_repository
-    from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
+    from triton_bundle.serving.local_triton import LocalTriton
 
     started = time.perf_counter()
     workdir = Path(workdir)
@@ -132,17 +131,7 @@ def run_generation_demo(
     )
     console.print(str(repository))
     _step(5, "local Triton: greedy continuations of held-out prompts, streamed over HTTP and gRPC")
-    host = spec.serving.host
-    config = ServerConfig(
-        repository=repository,
-        log_file=workdir / "triton.log",
-        host=host,
-        http_port=port_or_free(host, spec.serving.http_port),
-        grpc_port=port_or_free(host, spec.serving.grpc_port),
-        metrics_port=port_or_free(host, spec.serving.metrics_port),
-        ready_timeout_s=spec.serving.ready_timeout_s,
-    )
-    with LocalTriton(config) as server:
+    with LocalTriton(demo_server_config(spec, repository, workdir / "triton.log")) as server:
         match, samples, streams = _served(spec, exported.checkpoint, server)
     summary = GenerationDemoSummary(
         model=spec.name, workdir=workdir.resolve(), train_seconds=tuned.seconds, heldout_perplexity=tuned.heldout_perplexity,

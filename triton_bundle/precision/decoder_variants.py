@@ -9,7 +9,6 @@ other tasks' variants.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +24,10 @@ from triton_bundle.generation.lm_metrics import (
 from triton_bundle.generation.ort_decoder import OrtDecoder
 from triton_bundle.generation.prompts import heldout
 from triton_bundle.manifest import Manifest
-from triton_bundle.precision import fp16, int8_dynamic, int8_qdq
+from triton_bundle.precision import int8_qdq
 from triton_bundle.precision.calibration import CalibrationSet
 from triton_bundle.precision.evaluate import VariantMetrics
+from triton_bundle.precision.gated import fp16_variant, int8_dynamic_variant, publish_gated_variants
 from triton_bundle.precision.report import CalibrationInfo, VariantReport
 from triton_bundle.spec import ModelSpec
 
@@ -70,24 +70,6 @@ class _Decoder:
         return report, path if gate.passed else None
 
 
-def _fp16(ctx: _Decoder):
-    path = ctx.scratch / "fp16.onnx"
-    info = fp16.convert_fp16(ctx.fp32, path, ctx.spec.precision.fp16_keep_fp32_ops)
-    return ctx.report("fp16", path, backend=fp16.CONVERTER, tensorrt_compatible=True, fp16=info)
-
-
-def _int8_dynamic(ctx: _Decoder):
-    path = ctx.scratch / "int8-dynamic.onnx"
-    int8_dynamic.quantize_dynamic_cpu(ctx.fp32, path)
-    return ctx.report(
-        "int8-dynamic",
-        path,
-        backend=int8_dynamic.BACKEND,
-        tensorrt_compatible=False,
-        notes=["onnxruntime dynamic quantization: the CPU serving variant, not a TensorRT format"],
-    )
-
-
 def _int8_qdq(ctx: _Decoder):
     from triton_bundle.export.decoder import position_ids_for
 
@@ -121,9 +103,10 @@ def _int8_qdq(ctx: _Decoder):
     )
 
 
+CPU_NOTE = "onnxruntime dynamic quantization: the CPU serving variant, not a TensorRT format"
 DECODER_BUILDERS: dict[str, Callable[[_Decoder], tuple]] = {
-    "fp16": _fp16,
-    "int8-dynamic": _int8_dynamic,
+    "fp16": fp16_variant,
+    "int8-dynamic": lambda ctx: int8_dynamic_variant(ctx, notes=[CPU_NOTE]),
     "int8": _int8_qdq,
 }
 
@@ -132,15 +115,6 @@ def make_decoder_variants(spec: ModelSpec, workdir: Path, wanted: list[str]):
     """Build, gate, publish and record the decoder's variants (the precision stage's text-generation path)."""
     from transformers import AutoTokenizer
 
-    from triton_bundle.precision.stage import (
-        PRECISION_DIR,
-        Fp32Summary,
-        PrecisionResult,
-        _Built,
-        _publish,
-        _record,
-    )
-
     manifest = Manifest.load(workdir, spec.name)
     export = manifest.require("export", "triton-bundle export SPEC")
     tokenizer = AutoTokenizer.from_pretrained(export.artifact("checkpoint"))
@@ -148,16 +122,8 @@ def make_decoder_variants(spec: ModelSpec, workdir: Path, wanted: list[str]):
     rows = [tokenizer(t)["input_ids"][: spec.shapes.sequence.max] for t in heldout(spec).texts]
     fp32 = export.artifact("onnx")
     batches = token_batches(rows, pad, EVAL_BATCH)
-    reports, published, rejected = {}, {}, {}
-    (workdir / PRECISION_DIR).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".work-", dir=workdir / PRECISION_DIR) as scratch:
-        ctx = _Decoder(spec, fp32, batches, all_logits(OrtDecoder(fp32), batches), Path(scratch), pad)
-        for variant in wanted:
-            report, model = DECODER_BUILDERS[variant](ctx)
-            where = _publish(_Built(report, model), workdir)
-            reports[variant] = report
-            (published if report.passed else rejected)[variant] = where
-    summary = Fp32Summary(onnx=str(fp32), size_mb=fp32.stat().st_size / 1e6)
-    manifest.record(_record(manifest, reports, published, summary))
-    manifest.save(workdir)
-    return PrecisionResult(reports=reports, fp32=summary, published=published, rejected=rejected)
+    reference = all_logits(OrtDecoder(fp32), batches)
+    return publish_gated_variants(
+        manifest, workdir, fp32, wanted, DECODER_BUILDERS,
+        lambda scratch: _Decoder(spec, fp32, batches, reference, scratch, pad),
+    )  # fmt: skip

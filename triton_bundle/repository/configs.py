@@ -36,7 +36,8 @@ def _batching(config: mc.ModelConfig, options: RepositoryOptions, preferred: Seq
     if not options.dynamic_batching:
         return
     config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
-    config.dynamic_batching.preferred_batch_size.extend(preferred)
+    # TensorRT profiles' opt batches when given, else the spec's (tuned) sizes.
+    config.dynamic_batching.preferred_batch_size.extend(preferred or options.preferred_batch_sizes)
 
 
 def _helper_batching(config: mc.ModelConfig, options: RepositoryOptions) -> None:

@@ -29,6 +29,9 @@ class RepositoryOptions(BaseModel):
     target: Target = "local"
     max_batch_size: Annotated[int, Field(ge=1)] = 32
     max_queue_delay_us: Annotated[int, Field(ge=0)] = 2000
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list, description="the tensor model's preferred batch sizes (dynamic batcher)"
+    )
     dynamic_batching: bool = Field(True, description="off: every request runs alone (benchmark baseline)")
     helper_queue_delay_us: Annotated[int, Field(ge=0)] = Field(
         0, description="queue delay of the tokenizer / pre- / postprocess steps"
@@ -63,6 +66,16 @@ class RepositoryOptions(BaseModel):
             raise ValueError(f"each precision variant may be one version only, got {self.variants}")
         return self
 
+    @model_validator(mode="after")
+    def _preferred_fit(self) -> RepositoryOptions:
+        too_large = [size for size in self.preferred_batch_sizes if size > self.max_batch_size]
+        if too_large:
+            raise ValueError(
+                f"preferred_batch_sizes {too_large} exceed max_batch_size {self.max_batch_size}: "
+                "Triton refuses to load such a model; use sizes up to max_batch_size"
+            )
+        return self
+
     @property
     def resolved_padding(self) -> Padding:
         return self.padding or DEFAULT_PADDING[self.target]
@@ -78,7 +91,9 @@ class RepositoryOptions(BaseModel):
             "target": repo.target,
             "max_batch_size": repo.max_batch_size,
             "max_queue_delay_us": repo.max_queue_delay_us,
+            "preferred_batch_sizes": list(repo.preferred_batch_sizes),
             "instances": repo.instances,
+            "intra_op_threads": repo.intra_op_threads,
             "variants": [repo.precision],
             "warmup": repo.warmup,
             "response_cache": repo.response_cache,
