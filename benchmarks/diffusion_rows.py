@@ -50,9 +50,10 @@ def steps_rows(spec, workdir: Path, seconds: float, closed_loop, server_url: str
     """Served fp32 at each of diffusion.steps_table, with the precision stage's quality for that count."""
     from triton_bundle.client.images import ImageGenerator
     from triton_bundle.manifest import Manifest
+    from triton_bundle.precision.record import PrecisionRecord
 
-    record = Manifest.load(workdir, spec.name).stages.get("precision")
-    quality = {r["steps"]: r for r in (record.details.get("steps_table", []) if record else [])}
+    record = Manifest.load(workdir, spec.name).get(PrecisionRecord)
+    quality = {r.steps: r.model_dump() for r in (record.details.steps_table if record else [])}
     classes = max(len(spec.labels or []), 1)
     rows = []
     for steps in sorted(set(spec.diffusion.steps_table)):

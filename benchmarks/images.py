@@ -142,10 +142,11 @@ def served_rows(spec, workdir: Path, variant: str, seconds: float, extra=None) -
 
 def passed_variants(spec, workdir: Path) -> list[str]:
     from triton_bundle.manifest import Manifest
+    from triton_bundle.precision.record import PrecisionRecord
 
-    record = Manifest.load(workdir, spec.name).stages.get("precision")
-    gates = record.details.get("gates", {}) if record else {}
-    return ["fp32", *[v for v in ("fp16", "int8") if gates.get(v, {}).get("passed")]]
+    record = Manifest.load(workdir, spec.name).get(PrecisionRecord)
+    gates = record.details.gates if record else {}
+    return ["fp32", *[v for v in ("fp16", "int8") if v in gates and gates[v].passed]]
 
 
 def print_table(rows: list[Row]) -> None:

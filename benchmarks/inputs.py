@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from triton_bundle.errors import BundleError
+from triton_bundle.export.record import ExportRecord
 from triton_bundle.manifest import Manifest
+from triton_bundle.precision.record import PrecisionRecord
 from triton_bundle.spec import ModelSpec
 
 FP32 = "fp32"
@@ -61,22 +63,22 @@ def _ensure_precision(
     from triton_bundle.precision.stage import make_variants
 
     manifest = Manifest.load(workdir, spec.name)
-    record = manifest.stages.get("precision")
-    gates = (record.details.get("gates") or {}) if record else {}
+    record = manifest.get(PrecisionRecord)
+    gates = record.details.gates if record else {}
     missing = [v for v in wanted if v not in gates]
     if missing:
         say(f"making precision variants {missing} (the precision stage had not run for them)")
         make_variants(spec, workdir, variants=missing, force=True)
         manifest = Manifest.load(workdir, spec.name)
-        record = manifest.stages["precision"]
-        gates = record.details.get("gates") or {}
+        gates = manifest.need(PrecisionRecord).details.gates
     notes = []
     for variant in wanted:
-        gate = gates.get(variant) or {}
-        if not gate.get("passed", False):
+        gate = gates.get(variant)
+        if gate is None or not gate.passed:
+            verdict = f"{gate.metric} {gate.value}, budget {gate.budget}" if gate else "not judged"
             notes.append(
-                f"{variant}: rejected by the precision gate ({gate.get('metric')} {gate.get('value')}, "
-                f"budget {gate.get('budget')}); the stage publishes no model for it, so it is not measured"
+                f"{variant}: rejected by the precision gate ({verdict}); the stage publishes no model "
+                "for it, so it is not measured"
             )
     return manifest, notes
 
@@ -90,7 +92,7 @@ def prepare_inputs(
 ) -> BenchInputs:
     workdir = Path(workdir).resolve()
     manifest = _ensure_export(spec, workdir, say)
-    export = manifest.require("export", "triton-bundle export SPEC")
+    export = manifest.need(ExportRecord)
     notes: list[str] = []
     wanted = [v for v in variants if v != FP32]
     if wanted:
@@ -121,7 +123,7 @@ def prepare_inputs(
         workdir=workdir,
         private_workdir=private,
         checkpoint=export.artifact("checkpoint"),
-        input_names=list(export.details.get("input_names") or ["input_ids", "attention_mask"]),
+        input_names=list(export.details.input_names),
         variants={v: found[v] for v in variants if v in found},
         provenance=provenance,
         notes=notes,

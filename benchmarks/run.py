@@ -32,6 +32,7 @@ from benchmarks.results import BenchmarkReport, MachineInfo, Row, SkippedSection
 from benchmarks.settings import BenchSettings, preset, with_overrides
 from triton_bundle.entry import run_entry
 from triton_bundle.errors import BundleError
+from triton_bundle.export.record import ExportRecord
 from triton_bundle.manifest import Manifest
 from triton_bundle.repository.sources import labels_for
 from triton_bundle.spec import load_spec
@@ -127,7 +128,9 @@ def run_benchmark(
     inputs = prepare_inputs(spec, workdir, out, settings.variants, _say)
     result.inputs = inputs.provenance
     result.notes += inputs.notes
-    labels = labels_for(spec, Manifest.load(inputs.workdir, spec.name), inputs.checkpoint) or []
+    labels = (
+        labels_for(spec, Manifest.load(inputs.workdir, spec.name).get(ExportRecord), inputs.checkpoint) or []
+    )
     heldout = Heldout.load(spec, inputs.checkpoint, labels)
     lengths = heldout.lengths()
     result.notes.append(

@@ -7,9 +7,10 @@ from dataclasses import dataclass, replace
 from benchmarks.ort_inprocess import GROUPED, REAL_MIX, SequenceMode
 from benchmarks.served import LoadPlan, ServedConfig
 from triton_bundle.errors import BundleError
+from triton_bundle.variants import ALL_VARIANTS
 
 SECTIONS = ("limits", "ort", "baseline", "served", "gpu")
-VARIANTS = ("fp32", "fp16", "int8", "int8-dynamic")
+VARIANTS = ALL_VARIANTS
 
 
 class BenchSettingsError(BundleError, ValueError):

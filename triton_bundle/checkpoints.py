@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from triton_bundle.compress.record import CompressRecord
 from triton_bundle.manifest import Manifest, sha256_file
 from triton_bundle.spec import ModelSpec
 
@@ -29,7 +30,7 @@ def weights_digest(checkpoint: Path) -> str | None:
 
 def compressed_student(spec: ModelSpec, manifest: Manifest) -> Path | None:
     """The published student, when compress passed for the teacher the spec names today."""
-    record = manifest.stages.get("compress")
+    record = manifest.get(CompressRecord)
     if record is None or not record.passed or "checkpoint" not in record.artifacts:
         return None
     student = record.artifact("checkpoint")
@@ -39,8 +40,8 @@ def compressed_student(spec: ModelSpec, manifest: Manifest) -> Path | None:
         teacher = teacher_checkpoint(spec, manifest)
     except Exception:  # no teacher recorded any more: nothing to compare against
         return None
-    same_teacher = Path(record.details.get("teacher", "")) == teacher.resolve()
-    same_weights = record.details.get("teacher_sha256") == weights_digest(teacher)
+    same_teacher = Path(record.details.teacher) == teacher.resolve()
+    same_weights = record.details.teacher_sha256 == weights_digest(teacher)
     return student if same_teacher and same_weights else None
 
 

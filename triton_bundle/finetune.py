@@ -16,10 +16,11 @@ from pathlib import Path
 from triton_bundle.atomic import atomic_path, check_overwrite
 from triton_bundle.data import TextDataset, load_texts
 from triton_bundle.errors import BundleError
+from triton_bundle.finetune_record import FinetuneDetails, FinetuneRecord
 from triton_bundle.hf import quiet_offline
 from triton_bundle.labels import GoldLabels, LabelMismatchError, map_gold
 from triton_bundle.labels import accuracy as gold_accuracy
-from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.manifest import Manifest
 from triton_bundle.progress import progress_bar
 from triton_bundle.spec import ModelSpec
 
@@ -35,6 +36,7 @@ class FinetuneResult:
     train_examples: int
     eval_accuracy: float | None  # None: the held-out data has no labels
     seconds: float
+    heldout_perplexity: float | None = None  # decoders
 
 
 def resolve_base_model(name: str, base_dir: Path) -> Path:
@@ -174,15 +176,14 @@ def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneRes
 
     manifest = Manifest.load(workdir, spec.name)
     manifest.record(
-        StageRecord(
-            stage="finetune",
+        FinetuneRecord(
             artifacts={"checkpoint": target.resolve()},
             metrics={
                 **({"eval_accuracy": accuracy} if accuracy is not None else {}),
                 "train_seconds": seconds,
                 "train_examples": len(train),
             },
-            details={"base_model": str(base), "labels": labels},
+            details=FinetuneDetails(base_model=str(base), labels=labels),
         )
     )
     manifest.save(workdir)

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from triton_bundle.errors import BundleError
+from triton_bundle.variants import PRECISION_VARIANTS, REFERENCE, PrecisionVariant, Variant
 
 Task = Literal[
     "text-classification",
@@ -269,7 +270,7 @@ class SensitivitySpec(_Strict):
 
 
 class PrecisionSpec(_Strict):
-    variants: list[Literal["fp16", "int8", "int8-dynamic"]] = ["fp16", "int8", "int8-dynamic"]
+    variants: list[PrecisionVariant] = list(PRECISION_VARIANTS)
     calibration: CalibrationSpec = CalibrationSpec()
     budget: AccuracyBudget = AccuracyBudget()
     int8_op_types: list[str] = Field(
@@ -397,7 +398,7 @@ class RepositorySpec(_Strict):
     intra_op_threads: Annotated[int, Field(ge=0)] = Field(
         0, description="local target: onnxruntime threads per instance (0: the cores split among instances)"
     )
-    precision: Literal["fp32", "fp16", "int8", "int8-dynamic"] = "fp32"
+    precision: Variant = REFERENCE
     warmup: bool = True
     response_cache: bool = False
     expose_tensor_model: bool = Field(True, description="clients that tokenize themselves may call it")

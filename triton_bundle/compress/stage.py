@@ -26,12 +26,13 @@ from triton_bundle.compress.distill import distill, steps_for
 from triton_bundle.compress.gate import HeldOut, gold_for, wrapped_outputs
 from triton_bundle.compress.objectives import Objective, objective_for
 from triton_bundle.compress.prune import StudentShape, build_student, save_student, verify_reload
+from triton_bundle.compress.record import CompressDetails, CompressRecord
 from triton_bundle.compress.report import CompressReport, ModelRow, plot
 from triton_bundle.compress.targets import candidate_counts
 from triton_bundle.data import load_texts
 from triton_bundle.export.loaders import labels_of, load_hf_model
 from triton_bundle.export.tasks import ExportTask, get_task
-from triton_bundle.manifest import Manifest, StageRecord, dump_json
+from triton_bundle.manifest import Manifest, dump_json
 from triton_bundle.precision.evaluate import EvalSet
 from triton_bundle.precision.text_inputs import encode_batches
 from triton_bundle.progress import progress_bar
@@ -211,20 +212,19 @@ def _record(manifest: Manifest, report: CompressReport, run: _Run, directory: Pa
             metrics[f"{prefix}.{row.gate.metric}"] = row.gate.value
             metrics[f"{prefix}.speedup.batch8"] = report.speedup(row) or 0.0
     manifest.record(
-        StageRecord(
-            stage="compress",
+        CompressRecord(
             artifacts={k: v.resolve() for k, v in artifacts.items()},
             metrics=metrics,
-            details={
-                "teacher": str(run.teacher_dir),
-                "teacher_sha256": weights_digest(run.teacher_dir),
-                "selected": report.selected,
-                "candidates": [c.name for c in report.candidates],
-                "kept_layers": next(
+            details=CompressDetails(
+                teacher=str(run.teacher_dir),
+                teacher_sha256=weights_digest(run.teacher_dir),
+                selected=report.selected,
+                candidates=[c.name for c in report.candidates],
+                kept_layers=next(
                     (c.kept_layers for c in report.candidates if c.name == report.selected), None
                 ),
-                "search": report.search,
-            },
+                search=report.search,
+            ),
             passed=passed,
         )
     )

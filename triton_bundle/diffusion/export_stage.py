@@ -22,6 +22,7 @@ from triton_bundle.diffusion.ddim import sample
 from triton_bundle.diffusion.train import gate_inputs
 from triton_bundle.export.errors import ParityError
 from triton_bundle.export.onnx_export import export_module, graph_dims
+from triton_bundle.export.record import ExportDetails, ExportRecord
 from triton_bundle.export.report import JSON_NAME, MARKDOWN_NAME, OutputParity, ParityReport
 from triton_bundle.export.stage import (
     ONNX_DIR,
@@ -35,7 +36,7 @@ from triton_bundle.export.stage import (
 from triton_bundle.imagegen.metrics import psnr
 from triton_bundle.imagegen.png import to_uint8
 from triton_bundle.imagegen.seeds import latents_for_seeds
-from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.manifest import Manifest
 from triton_bundle.spec import ModelSpec
 
 INPUT_NAMES = [du.SAMPLE, du.TIMESTEP, du.CLASS_LABELS]
@@ -168,17 +169,19 @@ def export_diffusion(spec: ModelSpec, workdir: Path, force: bool = False) -> Exp
         _move_model(Path(scratch), tmp)
         _write_report(tmp, report)
     shutil.rmtree(rejected, ignore_errors=True)
-    _record(spec, workdir, manifest, checkpoint, outcome, report, image_psnr, labels)
+    record = _record(spec, workdir, manifest, checkpoint, outcome, report, image_psnr, labels)
     return ExportResult(
-        onnx=(target / ONNX_FILE).resolve(), report=report, report_path=(target / JSON_NAME).resolve()
+        onnx=(target / ONNX_FILE).resolve(),
+        report=report,
+        report_path=(target / JSON_NAME).resolve(),
+        record=record,
     )
 
 
-def _record(spec, workdir, manifest, checkpoint, outcome, report, image_psnr, labels) -> None:
+def _record(spec, workdir, manifest, checkpoint, outcome, report, image_psnr, labels) -> ExportRecord:
     onnx_file = (workdir / ONNX_DIR / ONNX_FILE).resolve()
-    manifest.record(
-        StageRecord(
-            stage="export",
+    record = manifest.record(
+        ExportRecord(
             artifacts={
                 "onnx": onnx_file,
                 "report": (workdir / ONNX_DIR / JSON_NAME).resolve(),
@@ -190,21 +193,22 @@ def _record(spec, workdir, manifest, checkpoint, outcome, report, image_psnr, la
                 "max_rel": max(o.max_rel for o in report.outputs),
                 "image_psnr_db": min(image_psnr, 100.0),  # capped: identical images are infinitely close
             },
-            details={
-                "task": spec.task,
-                "modality": "vision",  # the task registry's: a checkpoint directory, precision variants apply
-                "exporter": outcome.exporter,
-                "exporter_requested": spec.export.exporter,
-                "opset": outcome.opset,
-                "input_names": INPUT_NAMES,
-                "output_names": [du.NOISE],
-                "dynamic_axes": report.dynamic_axes,
-                "graph_inputs": graph_dims(onnx_file),
-                "graph_outputs": graph_dims(onnx_file, "output"),
-                "labels": labels,
-                "vae": None,  # pixel space: nothing to decode
-                "external_data": outcome.external_data is not None,
-            },
+            details=ExportDetails(
+                task=spec.task,
+                modality="vision",  # the task registry's: a checkpoint directory, precision variants apply
+                exporter=outcome.exporter,
+                exporter_requested=spec.export.exporter,
+                opset=outcome.opset,
+                input_names=INPUT_NAMES,
+                output_names=[du.NOISE],
+                dynamic_axes=report.dynamic_axes,
+                graph_inputs=graph_dims(onnx_file),
+                graph_outputs=graph_dims(onnx_file, "output"),
+                labels=labels,
+                vae=None,  # pixel space: nothing to decode
+                external_data=outcome.external_data is not None,
+            ),
         )
     )
     manifest.save(workdir)
+    return record

@@ -17,7 +17,8 @@ import numpy as np
 from triton_bundle.atomic import atomic_path, check_overwrite
 from triton_bundle.diffusion.unet import LABELS_FILE, SCHEDULER_DIR, UNET_DIR, build_schedulers, build_unet
 from triton_bundle.errors import BundleError
-from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.finetune_record import FinetuneDetails, FinetuneRecord
+from triton_bundle.manifest import Manifest
 from triton_bundle.progress import progress_bar
 from triton_bundle.spec import DiffusionSpec, ModelSpec
 
@@ -131,8 +132,7 @@ def finetune_diffusion(spec: ModelSpec, workdir: Path, force: bool = False) -> D
 def _record(spec, workdir, target, loss, agreement, seconds, examples) -> None:
     manifest = Manifest.load(workdir, spec.name)
     manifest.record(
-        StageRecord(
-            stage="finetune",
+        FinetuneRecord(
             artifacts={"checkpoint": target.resolve()},
             metrics={
                 "train_loss": loss,
@@ -140,7 +140,7 @@ def _record(spec, workdir, target, loss, agreement, seconds, examples) -> None:
                 "train_seconds": seconds,
                 "train_examples": float(examples),
             },
-            details={"task": spec.task, "model": "diffusers UNet2DModel (pixel space, no VAE)"},
+            details=FinetuneDetails(task=spec.task, model="diffusers UNet2DModel (pixel space, no VAE)"),
         )
     )
     manifest.save(workdir)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel
 
 from triton_bundle.atomic import write_text_atomic
 from triton_bundle.diffusion import unet as du
@@ -34,20 +33,13 @@ from triton_bundle.precision import int8_qdq
 from triton_bundle.precision.calibration import CalibrationSet
 from triton_bundle.precision.evaluate import session
 from triton_bundle.precision.gated import fp16_variant, int8_dynamic_variant, publish_gated_variants
+from triton_bundle.precision.record import StepsRow
 from triton_bundle.precision.report import CalibrationInfo, VariantReport
 from triton_bundle.spec import ModelSpec
 
 CALIBRATION_SEED_BASE = 1_000_000  # calibration noise comes from seeds the gates never use
 STEPS_FILE = "steps.json"
 STEPS_MARKDOWN = "steps.md"
-
-
-class StepsRow(BaseModel):
-    steps: int
-    psnr_db: float  # vs the most steps in the table (capped at 100: identical images)
-    ssim: float
-    class_agreement: float  # digit classifier's reading == the class asked for
-    seconds_per_image: float  # onnxruntime FP32 UNet + numpy DDIM, batch of all gate seeds, this host
 
 
 @dataclass
@@ -176,7 +168,7 @@ def make_diffusion_variants(spec: ModelSpec, workdir: Path, wanted: list[str]):
         rows = steps_table(spec, fp32, sampler, classifier)
         write_text_atomic(root / STEPS_FILE, "[" + ",".join(r.model_dump_json() for r in rows) + "]")
         write_text_atomic(root / STEPS_MARKDOWN, steps_markdown(rows))
-        record.details["steps_table"] = [r.model_dump() for r in rows]
+        record.details.steps_table = rows
         record.artifacts["steps_table"] = (root / STEPS_FILE).resolve()
 
     return publish_gated_variants(

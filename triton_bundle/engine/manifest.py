@@ -9,13 +9,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from triton_bundle.shapes import Profile
+
 ENGINE_MANIFEST_NAME = "engine.json"
 
 
 class ProfileDims(BaseModel):
     """One optimisation profile: per input, min / opt / max shapes."""
 
-    shapes: dict[str, tuple[list[int], list[int], list[int]]]
+    shapes: Profile
 
 
 class EngineManifest(BaseModel):

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from triton_bundle.engine.errors import ProfileError
 from triton_bundle.engine.manifest import ProfileDims
+from triton_bundle.shapes import Profile, ShapeRange
 from triton_bundle.spec import Range, ShapesSpec
 
 ProfileSource = Literal["spec", "eval-data"]
@@ -112,7 +113,7 @@ def named_ranges(shapes: ShapesSpec, sequence: Range | None = None) -> dict[str,
 
 def profile_for(inputs: Iterable[GraphInput], ranges: dict[str, Range]) -> ProfileDims:
     """One profile covering every input; a dim name with no range is an error naming the input."""
-    shapes: dict[str, tuple[list[int], list[int], list[int]]] = {}
+    shapes: Profile = {}
     for graph_input in inputs:
         low, opt, high = [], [], []
         for axis, dim in enumerate(graph_input.dims):
@@ -131,7 +132,7 @@ def profile_for(inputs: Iterable[GraphInput], ranges: dict[str, Range]) -> Profi
             low.append(r.min)
             opt.append(r.opt)
             high.append(r.max)
-        shapes[graph_input.name] = (low, opt, high)
+        shapes[graph_input.name] = ShapeRange(low, opt, high)
     if not shapes:
         raise ProfileError("the graph has no inputs to build a profile for")
     return ProfileDims(shapes=shapes)

@@ -21,13 +21,16 @@ from triton_bundle.engine.builder import build_engine, container_command
 from triton_bundle.engine.errors import SourceOnnxError
 from triton_bundle.engine.manifest import ENGINE_MANIFEST_NAME, EngineManifest
 from triton_bundle.engine.profiles import ProfilePlan, ProfileSource, eval_data_plan, spec_plan, token_lengths
+from triton_bundle.engine.record import EngineBuild, EngineRecord
 from triton_bundle.engine.trt_build import BuildOptions
 from triton_bundle.errors import BundleError
-from triton_bundle.manifest import Manifest, StageRecord, dump_json
+from triton_bundle.export.record import ExportRecord
+from triton_bundle.manifest import Manifest, dump_json
+from triton_bundle.precision.record import PrecisionRecord
 from triton_bundle.spec import ModelSpec
+from triton_bundle.variants import ENGINE_VARIANTS
 
-Variant = Literal["fp32", "fp16", "int8"]
-VARIANTS: tuple[Variant, ...] = ("fp32", "fp16", "int8")
+VARIANTS = ENGINE_VARIANTS
 STAGE = "engine"
 ENGINES_DIR = "engines"
 AOT_DIR = "aot"
@@ -72,8 +75,8 @@ def _check_precision_applies(spec: ModelSpec, manifest: Manifest, variant: str) 
     """Never advise `triton-bundle precision` for a model the precision stage would refuse."""
     from triton_bundle.precision import SUPPORTED_MODALITIES
 
-    export = manifest.stages.get("export")
-    modality = export.details.get("modality", "text") if export is not None else "text"
+    export = manifest.get(ExportRecord)
+    modality = export.details.modality if export is not None else "text"
     if modality not in SUPPORTED_MODALITIES:
         raise SourceOnnxError(
             f"no {variant} variant for '{spec.name}': the precision stage makes none for {modality} "
@@ -95,13 +98,13 @@ def source_onnx(spec: ModelSpec, manifest: Manifest, workdir: Path, variant: str
             f"{', '.join(sorted(record.artifacts)) or 'nothing'}); run {command.replace('SPEC', '<spec>')} "
             f"with '{variant}' in precision.variants, or build another variant"
         )
-    gate = (record.details.get("gates") or {}).get(key)
-    if isinstance(gate, dict) and gate.get("passed") is False:
+    gate = manifest.need(PrecisionRecord).gate(key) if stage == "precision" else None
+    if gate is not None and not gate.passed:
         raise SourceOnnxError(
             f"the {variant} ONNX of '{spec.name}' failed its accuracy gate in the '{stage}' stage; no engine "
             "is built for a variant that is not served (relax precision.budget if the drop is acceptable)"
         )
-    if isinstance(gate, dict) and gate.get("tensorrt_compatible") is False:
+    if gate is not None and gate.tensorrt_compatible is False:
         raise SourceOnnxError(
             f"the {variant} ONNX of '{spec.name}' is recorded as not TensorRT-compatible (e.g. quantized "
             "constants outside Q/DQ pairs from --quantize-all); re-run `triton-bundle precision <spec> -v int8 -f` "
@@ -140,49 +143,53 @@ def _timing_cache(spec: ModelSpec, workdir: Path) -> Path:
     return spec.resolve(spec.engine.timing_cache) or workdir / ENGINES_DIR / TIMING_CACHE_FILE
 
 
-def _record(spec: ModelSpec, workdir: Path, result: EngineResult) -> None:
-    """Add this variant to the engine record, keeping what earlier runs recorded for other variants."""
-    manifest = Manifest.load(workdir, spec.name)  # re-read: another variant may have been recorded
-    record = manifest.stages.get(STAGE) or StageRecord(stage=STAGE)
-    key = result.variant if result.mode == "gpu" else f"{result.variant}_aot"
-    record = record.model_copy(deep=True)
-    record.artifacts[key] = result.directory.resolve()
-    details: dict[str, object] = {
-        "mode": result.mode,
-        "passed": result.passed,
-        "source_onnx": str(result.source_onnx),
-        "profile_source": result.profile_plan.source,
-        "profile": result.profile_plan.profile.model_dump(),
-        "profile_notes": result.profile_plan.notes,
-    }
-    if result.profile_plan.token_lengths is not None:
-        details["token_lengths"] = result.profile_plan.token_lengths.model_dump()
+def _build_entry(result: EngineResult) -> EngineBuild:
+    """What the manifest keeps of one build or ahead-of-time check."""
+    plan = result.profile_plan
+    entry = EngineBuild(
+        mode=result.mode,
+        passed=result.passed,
+        source_onnx=str(result.source_onnx),
+        profile_source=plan.source,
+        profile=plan.profile,
+        profile_notes=plan.notes,
+        token_lengths=plan.token_lengths,
+    )
     if result.engine is not None:
-        details |= {
-            "builder": result.engine.builder,
-            "tensorrt_version": result.engine.tensorrt_version,
-            "gpu_name": result.engine.gpu_name,
-            "compute_capability": result.engine.compute_capability,
-            "layer_precisions": result.engine.layer_precisions,
-            "compute_layer_precisions": result.engine.compute_layer_precisions,
-        }
-        record.metrics[f"{key}_build_s"] = result.engine.build_seconds or 0.0
+        engine = result.engine
+        entry.builder, entry.tensorrt_version = engine.builder, engine.tensorrt_version
+        entry.gpu_name, entry.compute_capability = engine.gpu_name, engine.compute_capability
+        entry.layer_precisions = engine.layer_precisions
+        entry.compute_layer_precisions = engine.compute_layer_precisions
     if result.aot is not None:
         aot = result.aot
-        details |= {
-            "builder": "tensorrt_rtx",
-            "tensorrt_version": aot.tensorrt_rtx_version,
-            "unsupported_nodes": [n.describe() for n in aot.unsupported_nodes],
-            "error": aot.error,
-        }
+        entry.builder, entry.tensorrt_version = "tensorrt_rtx", aot.tensorrt_rtx_version
+        entry.unsupported_nodes = [n.describe() for n in aot.unsupported_nodes]
+        entry.error = aot.error
         if aot.layer_precisions is not None:
-            details["compute_layer_precisions"] = aot.layer_precisions.compute_layers
-        if aot.build_seconds is not None:
-            record.metrics[f"{key}_build_s"] = aot.build_seconds
-    record.details[key] = details
-    record.passed = all(d.get("passed", True) for d in record.details.values() if isinstance(d, dict))
-    manifest.record(record)
-    manifest.save(workdir)
+            entry.compute_layer_precisions = aot.layer_precisions.compute_layers
+    return entry
+
+
+def _build_seconds(result: EngineResult) -> float | None:
+    if result.engine is not None:
+        return result.engine.build_seconds or 0.0
+    return result.aot.build_seconds if result.aot is not None else None
+
+
+def _record(spec: ModelSpec, workdir: Path, result: EngineResult) -> None:
+    """Add this variant to the engine record, keeping what earlier (or concurrent) runs recorded for
+    other variants: one read-modify-write under the manifest's lock."""
+    key = result.variant if result.mode == "gpu" else f"{result.variant}_aot"
+    with Manifest.locked(workdir, spec.name) as manifest:
+        record = manifest.get(EngineRecord) or EngineRecord()
+        record.artifacts[key] = result.directory.resolve()
+        record.details[key] = _build_entry(result)
+        seconds = _build_seconds(result)
+        if seconds is not None:
+            record.metrics[f"{key}_build_s"] = seconds
+        record.passed = all(build.passed for build in record.details.values())
+        manifest.record(record)
 
 
 def build_variant(

@@ -17,9 +17,10 @@ from triton_bundle.atomic import atomic_path, check_overwrite
 from triton_bundle.export.errors import CheckpointError, ExportError
 from triton_bundle.export.onnx_export import DATA_SUFFIX, check_dynamic_dims, graph_dims, graph_dtypes
 from triton_bundle.export.prepared import ParityCase
+from triton_bundle.export.record import ExportDetails, ExportRecord
 from triton_bundle.export.report import JSON_NAME, MARKDOWN_NAME, ParityReport
 from triton_bundle.export.tensor_inputs import declared_axes, load_tensors, tensor_parity_cases
-from triton_bundle.manifest import Manifest, StageRecord, dump_json
+from triton_bundle.manifest import Manifest, dump_json
 from triton_bundle.spec import ModelSpec
 
 EXPORTER = "imported"
@@ -116,13 +117,16 @@ def adopt_onnx(spec: ModelSpec, workdir: Path, force: bool = False):
         )
         dump_json(tmp / JSON_NAME, report)
         (tmp / MARKDOWN_NAME).write_text(report.markdown(), encoding="utf-8")
-    _record(spec, workdir, source, report, list(axes), output_names, axes | output_axes)
+    record = _record(spec, workdir, source, report, list(axes), output_names, axes | output_axes)
     return ExportResult(
-        onnx=(target_dir / ONNX_FILE).resolve(), report=report, report_path=(target_dir / JSON_NAME).resolve()
+        onnx=(target_dir / ONNX_FILE).resolve(),
+        report=report,
+        report_path=(target_dir / JSON_NAME).resolve(),
+        record=record,
     )
 
 
-def _record(spec, workdir: Path, source: Path, report: ParityReport, inputs, outputs, axes) -> None:
+def _record(spec, workdir: Path, source: Path, report: ParityReport, inputs, outputs, axes) -> ExportRecord:
     from triton_bundle.export.stage import ONNX_DIR, ONNX_FILE
 
     target = workdir / ONNX_DIR
@@ -136,29 +140,29 @@ def _record(spec, workdir: Path, source: Path, report: ParityReport, inputs, out
     if report.external_data:
         artifacts["onnx_data"] = (target / report.external_data).resolve()
     manifest = Manifest.load(workdir, spec.name)
-    manifest.record(
-        StageRecord(
-            stage="export",
+    record = manifest.record(
+        ExportRecord(
             artifacts=artifacts,
             metrics={"cases_run": float(len(report.cases))},
-            details={
-                "task": spec.task,
-                "modality": "tensor",
-                "exporter": EXPORTER,
-                "exporter_requested": EXPORTER,
-                "opset": report.opset,
-                "input_names": inputs,
-                "output_names": outputs,
-                "dynamic_axes": {k: {str(a): n for a, n in v.items()} for k, v in axes.items() if v},
-                "graph_inputs": graph_dims(onnx_file),
-                "graph_outputs": graph_dims(onnx_file, "output"),
-                "dtypes": graph_dtypes(onnx_file),
-                "labels": spec.labels,
-                "cleanup": None,
-                "external_data": report.external_data is not None,
-                "source_onnx": str(source.resolve()),
-                "input_dtypes": {t.name: t.dtype for t in spec.inputs or []},
-            },
+            details=ExportDetails(
+                task=spec.task,
+                modality="tensor",
+                exporter=EXPORTER,
+                exporter_requested=EXPORTER,
+                opset=report.opset,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in axes.items() if v},
+                graph_inputs=graph_dims(onnx_file),
+                graph_outputs=graph_dims(onnx_file, "output"),
+                dtypes=graph_dtypes(onnx_file),
+                labels=spec.labels,
+                cleanup=None,
+                external_data=report.external_data is not None,
+                source_onnx=str(source.resolve()),
+                input_dtypes={t.name: t.dtype for t in spec.inputs or []},
+            ),
         )
     )
     manifest.save(workdir)
+    return record

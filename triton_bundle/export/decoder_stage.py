@@ -19,6 +19,7 @@ from triton_bundle.export.decoder_parity import build_cases, compare_cases, gree
 from triton_bundle.export.errors import ParityError
 from triton_bundle.export.loaders import load_hf_model
 from triton_bundle.export.onnx_export import export_module, graph_dims
+from triton_bundle.export.record import DecoderShape, ExportDetails, ExportRecord
 from triton_bundle.export.report import JSON_NAME, MARKDOWN_NAME, ParityReport
 from triton_bundle.export.stage import (
     ONNX_DIR,
@@ -32,7 +33,7 @@ from triton_bundle.export.stage import (
 from triton_bundle.export.tasks import get_task
 from triton_bundle.generation.ort_decoder import OrtDecoder
 from triton_bundle.generation.prompts import heldout
-from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.manifest import Manifest
 from triton_bundle.spec import ModelSpec
 
 PARITY_PROMPTS = 8  # held-out prompts generated token for token (each runs PyTorch generate())
@@ -129,18 +130,20 @@ def export_decoder(spec: ModelSpec, workdir: Path, force: bool = False) -> Expor
         _move_model(Path(scratch), tmp)
         _write_report(tmp, report)
     shutil.rmtree(rejected, ignore_errors=True)
-    _record(spec, workdir, manifest, wrapper, checkpoint, outcome, report)
+    record = _record(spec, workdir, manifest, wrapper, checkpoint, outcome, report)
     return ExportResult(
-        onnx=(target / ONNX_FILE).resolve(), report=report, report_path=(target / JSON_NAME).resolve()
+        onnx=(target / ONNX_FILE).resolve(),
+        report=report,
+        report_path=(target / JSON_NAME).resolve(),
+        record=record,
     )
 
 
-def _record(spec, workdir, manifest, wrapper, checkpoint, outcome, report) -> None:
+def _record(spec, workdir, manifest, wrapper, checkpoint, outcome, report) -> ExportRecord:
     onnx_file = (workdir / ONNX_DIR / ONNX_FILE).resolve()
     shape = wrapper.shape
-    manifest.record(
-        StageRecord(
-            stage="export",
+    record = manifest.record(
+        ExportRecord(
             artifacts={
                 "onnx": onnx_file,
                 "report": (workdir / ONNX_DIR / JSON_NAME).resolve(),
@@ -152,27 +155,28 @@ def _record(spec, workdir, manifest, wrapper, checkpoint, outcome, report) -> No
                 "max_rel": max(o.max_rel for o in report.outputs),
                 "generation_match": report.generation_match or 0.0,
             },
-            details={
-                "task": spec.task,
-                "modality": "text",
-                "exporter": outcome.exporter,
-                "exporter_requested": spec.export.exporter,
-                "opset": outcome.opset,
-                "input_names": shape.input_names,
-                "output_names": shape.output_names,
-                "dynamic_axes": report.dynamic_axes,
-                "graph_inputs": graph_dims(onnx_file),
-                "graph_outputs": graph_dims(onnx_file, "output"),
-                "decoder": {
-                    "layers": shape.layers,
-                    "kv_heads": shape.kv_heads,
-                    "head_dim": shape.head_dim,
-                    "vocab_size": shape.vocab_size,
-                    "model_type": wrapper.model.config.model_type,
-                },
-                "labels": None,
-                "external_data": outcome.external_data is not None,
-            },
+            details=ExportDetails(
+                task=spec.task,
+                modality="text",
+                exporter=outcome.exporter,
+                exporter_requested=spec.export.exporter,
+                opset=outcome.opset,
+                input_names=shape.input_names,
+                output_names=shape.output_names,
+                dynamic_axes=report.dynamic_axes,
+                graph_inputs=graph_dims(onnx_file),
+                graph_outputs=graph_dims(onnx_file, "output"),
+                decoder=DecoderShape(
+                    layers=shape.layers,
+                    kv_heads=shape.kv_heads,
+                    head_dim=shape.head_dim,
+                    vocab_size=shape.vocab_size,
+                    model_type=wrapper.model.config.model_type,
+                ),
+                labels=None,
+                external_data=outcome.external_data is not None,
+            ),
         )
     )
     manifest.save(workdir)
+    return record

@@ -29,9 +29,10 @@ from triton_bundle.export.onnx_export import (
 )
 from triton_bundle.export.parity import compare
 from triton_bundle.export.prepared import PreparedExport
+from triton_bundle.export.record import ExportDetails, ExportRecord
 from triton_bundle.export.report import JSON_NAME, MARKDOWN_NAME, CleanupRecord, ParityReport
 from triton_bundle.export.tasks import ExportTask, get_task
-from triton_bundle.manifest import Manifest, StageRecord, dump_json
+from triton_bundle.manifest import Manifest, dump_json
 from triton_bundle.spec import ModelSpec
 
 ONNX_DIR = "onnx"
@@ -41,9 +42,17 @@ REJECTED_DIR = f"{ONNX_DIR}-rejected"
 
 @dataclass(frozen=True)
 class ExportResult:
+    """What the export made: the graph, its parity report, and the manifest record derived from both."""
+
     onnx: Path
     report: ParityReport
     report_path: Path
+    record: ExportRecord
+
+    @property
+    def checkpoint(self) -> Path:
+        """The PyTorch checkpoint the graph was exported from (and proven against)."""
+        return self.record.artifact("checkpoint")
 
 
 def checkpoint_path(spec: ModelSpec, manifest: Manifest) -> Path:
@@ -195,9 +204,12 @@ def export_model(spec: ModelSpec, workdir: Path, force: bool = False) -> ExportR
         _move_model(chosen, tmp)
         _write_report(tmp, report)
     shutil.rmtree(rejected, ignore_errors=True)
-    _record(spec, workdir, manifest, prepared, outcome, report, labels)
+    record = _record(spec, workdir, manifest, prepared, outcome, report, labels)
     return ExportResult(
-        onnx=(target / ONNX_FILE).resolve(), report=report, report_path=(target / JSON_NAME).resolve()
+        onnx=(target / ONNX_FILE).resolve(),
+        report=report,
+        report_path=(target / JSON_NAME).resolve(),
+        record=record,
     )
 
 
@@ -219,7 +231,7 @@ def _describe(report, spec, prepared, outcome: ExportOutcome, cleanup, chosen: P
     report.external_data = external.name if external.exists() else None
 
 
-def _record(spec, workdir, manifest, prepared, outcome, report, labels) -> None:
+def _record(spec, workdir, manifest, prepared, outcome, report, labels) -> ExportRecord:
     target = workdir / ONNX_DIR
     onnx_file = (target / ONNX_FILE).resolve()
     artifacts = {
@@ -231,9 +243,8 @@ def _record(spec, workdir, manifest, prepared, outcome, report, labels) -> None:
     if report.external_data:
         artifacts["onnx_data"] = (target / report.external_data).resolve()
     dtypes = graph_dtypes(onnx_file)
-    manifest.record(
-        StageRecord(
-            stage="export",
+    record = manifest.record(
+        ExportRecord(
             artifacts=artifacts,
             metrics={
                 "max_abs": max(o.max_abs for o in report.outputs),
@@ -241,23 +252,24 @@ def _record(spec, workdir, manifest, prepared, outcome, report, labels) -> None:
                 **({"label_agreement": report.label_agreement} if report.label_agreement is not None else {}),
                 **({"min_cosine": report.min_cosine} if report.min_cosine is not None else {}),
             },
-            details={
-                "task": spec.task,
-                "modality": get_task(spec.task).modality,
-                "exporter": outcome.exporter,
-                "exporter_requested": spec.export.exporter,
-                "opset": outcome.opset,
-                "input_names": prepared.input_names,
-                "output_names": prepared.output_names,
-                "dynamic_axes": report.dynamic_axes,
-                "graph_inputs": graph_dims(onnx_file),
-                "graph_outputs": graph_dims(onnx_file, "output"),
-                "dtypes": dtypes,
-                "labels": labels,
-                "cleanup": report.cleanup.tool if report.cleanup and report.cleanup.kept else None,
-                "external_data": report.external_data is not None,
+            details=ExportDetails(
+                task=spec.task,
+                modality=get_task(spec.task).modality,
+                exporter=outcome.exporter,
+                exporter_requested=spec.export.exporter,
+                opset=outcome.opset,
+                input_names=prepared.input_names,
+                output_names=prepared.output_names,
+                dynamic_axes=report.dynamic_axes,
+                graph_inputs=graph_dims(onnx_file),
+                graph_outputs=graph_dims(onnx_file, "output"),
+                dtypes=dtypes,
+                labels=labels,
+                cleanup=report.cleanup.tool if report.cleanup and report.cleanup.kept else None,
+                external_data=report.external_data is not None,
                 **prepared.details,
-            },
+            ),
         )
     )
     manifest.save(workdir)
+    return record

@@ -13,8 +13,9 @@ from pathlib import Path
 from triton_bundle.atomic import atomic_path, check_overwrite
 from triton_bundle.data import load_texts
 from triton_bundle.errors import BundleError
+from triton_bundle.finetune_record import FinetuneDetails, FinetuneRecord
 from triton_bundle.hf import quiet_offline
-from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.manifest import Manifest
 from triton_bundle.progress import progress_bar
 from triton_bundle.spec import ModelSpec, ScratchLMSpec
 
@@ -140,12 +141,11 @@ def finetune_causal_lm(spec: ModelSpec, workdir: Path, force: bool = False):
     manifest = Manifest.load(workdir, spec.name)
     metrics = {"heldout_perplexity": math.exp(loss), "train_seconds": seconds, "train_examples": len(train)}
     manifest.record(
-        StageRecord(
-            stage="finetune",
+        FinetuneRecord(
             artifacts={"checkpoint": target.resolve()},
             metrics=metrics,
-            details={"base_model": base, "parameters": sum(p.numel() for p in model.parameters())},
+            details=FinetuneDetails(base_model=base, parameters=sum(p.numel() for p in model.parameters())),
         )
     )
     manifest.save(workdir)
-    return FinetuneResult(target.resolve(), [], len(train), math.exp(-loss), seconds)
+    return FinetuneResult(target.resolve(), [], len(train), math.exp(-loss), seconds, math.exp(loss))

@@ -18,9 +18,10 @@ from torch import nn
 
 from triton_bundle.atomic import atomic_path, check_overwrite
 from triton_bundle.export.errors import ParityError
+from triton_bundle.export.record import ExportDetails, ExportRecord
 from triton_bundle.export.report import JSON_NAME, MARKDOWN_NAME, OutputParity, ParityReport
 from triton_bundle.imagegen import contract
-from triton_bundle.manifest import Manifest, StageRecord, dump_json
+from triton_bundle.manifest import Manifest, dump_json
 from triton_bundle.spec import ModelSpec
 
 ONNX_DIR, ONNX_FILE = "onnx", "model.onnx"
@@ -193,16 +194,21 @@ def export_generator(spec: ModelSpec, workdir: Path, force: bool = False):
         report.onnx = str(target / ONNX_FILE)
         dump_json(tmp / JSON_NAME, report)
         (tmp / MARKDOWN_NAME).write_text(report.markdown(), encoding="utf-8")
-    manifest.record(
-        StageRecord(
-            stage="export",
+    record = manifest.record(
+        ExportRecord(
             artifacts={"onnx": (target / ONNX_FILE).resolve(), "checkpoint": weights.parent.resolve()},
             metrics={"max_abs": max(o.max_abs for o in report.outputs)},
-            details={"task": spec.task, "exporter": report.exporter, "image": spec.image.model_dump(mode="json"),
-                     "inputs": graph_inputs(spec), "outputs": [contract.GENERATED]},
+            details=ExportDetails(
+                task=spec.task, modality="tensor", exporter=report.exporter, input_names=graph_inputs(spec),
+                output_names=[contract.GENERATED], image=spec.image.model_dump(mode="json"),
+                inputs=graph_inputs(spec), outputs=[contract.GENERATED],
+            ),
         )
     )  # fmt: skip
     manifest.save(workdir)
     return ExportResult(
-        onnx=(target / ONNX_FILE).resolve(), report=report, report_path=(target / JSON_NAME).resolve()
+        onnx=(target / ONNX_FILE).resolve(),
+        report=report,
+        report_path=(target / JSON_NAME).resolve(),
+        record=record,
     )

@@ -20,7 +20,8 @@ from torch import nn
 
 from triton_bundle.atomic import atomic_path, check_overwrite
 from triton_bundle.errors import BundleError
-from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.finetune_record import FinetuneDetails, FinetuneRecord
+from triton_bundle.manifest import Manifest
 from triton_bundle.progress import progress_bar
 from triton_bundle.spec import ImageTrainSpec, ModelSpec
 
@@ -175,12 +176,11 @@ def finetune_image_generator(spec: ModelSpec, workdir: Path, force: bool = False
         (tmp / "labels.json").write_text(json.dumps(spec.labels), encoding="utf-8")
     manifest = Manifest.load(workdir, spec.name)
     manifest.record(
-        StageRecord(
-            stage="finetune",
+        FinetuneRecord(
             artifacts={"checkpoint": target.resolve(), "weights": (target / WEIGHTS_FILE).resolve()},
             metrics={"eval_accuracy": agreement, "train_seconds": seconds, "train_examples": len(train)},
-            details={"module": spec.source.module, "kwargs": spec.source.kwargs, "labels": spec.labels,
-                     "eval": "digit classifier agrees with the asked class at image.gate_seeds"},
+            details=FinetuneDetails(labels=spec.labels or [], module=spec.source.module, kwargs=spec.source.kwargs,
+                                    eval="digit classifier agrees with the asked class at image.gate_seeds"),
         )
     )  # fmt: skip
     manifest.save(workdir)

@@ -20,11 +20,12 @@ from pydantic import BaseModel, Field
 from triton_bundle.atomic import atomic_path, write_text_atomic
 from triton_bundle.errors import BundleError
 from triton_bundle.formatting import ms
+from triton_bundle.loadtest.record import CapacityDetails, CapacityRecord
 from triton_bundle.loadtest.runner import LoadtestResult, run_loadtest
 from triton_bundle.loadtest.settings import Endpoint
 from triton_bundle.loadtest.stage import Overrides, build_settings, prepare_run_dir, target_model
 from triton_bundle.loadtest.workload import Workload, workload_for
-from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.manifest import Manifest
 from triton_bundle.plotting import fit_axis, wants_log
 from triton_bundle.spec import ModelSpec, SLOSpec
 
@@ -213,16 +214,12 @@ def capacity_stage(
     artifacts = write_capacity_report(result, out_dir)
     manifest = Manifest.load(workdir, spec.name)
     manifest.record(
-        StageRecord(
-            stage=STAGE,
+        CapacityRecord(
             artifacts={k: v.resolve() for k, v in artifacts.items()},
             metrics={"best": result.best} if result.best is not None else {},
-            details={
-                "mode": mode,
-                "converged": result.converged,
-                "note": result.note,
-                "steps": len(result.steps),
-            },
+            details=CapacityDetails(
+                mode=mode, converged=result.converged, note=result.note, steps=len(result.steps)
+            ),
             passed=result.best is not None,
         )
     )

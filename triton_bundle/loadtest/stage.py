@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from triton_bundle.atomic import ArtifactExistsError
+from triton_bundle.loadtest.record import LoadtestDetails, LoadtestRecord
 from triton_bundle.loadtest.runner import LoadtestResult, run_loadtest
 from triton_bundle.loadtest.settings import (
     Endpoint,
@@ -28,7 +29,7 @@ from triton_bundle.loadtest.settings import (
     strip_scheme,
 )
 from triton_bundle.loadtest.workload import Workload, workload_for
-from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.manifest import Manifest
 from triton_bundle.net import client_host
 from triton_bundle.overrides import with_overrides
 from triton_bundle.repository.contract import entry_model
@@ -179,7 +180,7 @@ def local_server(
         )
 
 
-def record(workdir: Path, spec: ModelSpec, result: LoadtestResult, stage: str = STAGE) -> StageRecord:
+def record(workdir: Path, spec: ModelSpec, result: LoadtestResult, stage: str = STAGE) -> LoadtestRecord:
     """The stage's manifest entry: artifacts, headline metrics, the gate."""
     c, s = result.client, result.server
     metrics = {
@@ -207,19 +208,19 @@ def record(workdir: Path, spec: ModelSpec, result: LoadtestResult, stage: str = 
             "itl_p95_ms": g.itl.p95_ms,
             "itl_p99_ms": g.itl.p99_ms,
         }
-    entry = StageRecord(
+    entry = LoadtestRecord(
         stage=stage,
         artifacts={k: v.resolve() for k, v in result.artifacts.items()},
         metrics={k: float(v) for k, v in metrics.items() if v is not None},
-        details={
-            "url": result.settings.endpoint.url,
-            "protocol": result.settings.endpoint.protocol,
-            "shape": result.settings.shape.model_dump(),
-            "request_batch_size": result.settings.request_batch_size,
-            "workers": result.settings.workers,
-            "stop_reason": c.stop_reason,
-            "gate": [check.explain() for check in result.gate.checks],
-        },
+        details=LoadtestDetails(
+            url=result.settings.endpoint.url,
+            protocol=result.settings.endpoint.protocol,
+            shape=result.settings.shape.model_dump(),
+            request_batch_size=result.settings.request_batch_size,
+            workers=result.settings.workers,
+            stop_reason=c.stop_reason,
+            gate=[check.explain() for check in result.gate.checks],
+        ),
         passed=result.passed,
     )
     manifest = Manifest.load(workdir, spec.name)

@@ -22,11 +22,12 @@ from pydantic import BaseModel, Field
 
 from triton_bundle.atomic import write_text_atomic
 from triton_bundle.errors import BundleError
+from triton_bundle.loadtest.record import TuneDetails, TuneRecord
 from triton_bundle.loadtest.runner import LoadtestResult, run_loadtest
 from triton_bundle.loadtest.settings import Endpoint
 from triton_bundle.loadtest.stage import Overrides, build_settings, prepare_run_dir, target_model
 from triton_bundle.loadtest.workload import workload_for
-from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.manifest import Manifest
 from triton_bundle.spec import ModelSpec, SLOSpec
 
 STAGE = "tune"
@@ -217,11 +218,12 @@ def _record(workdir: Path, spec: ModelSpec, result: TuneResult, artifacts: dict[
     manifest = Manifest.load(workdir, spec.name)
     best = pick_best(result.trials)
     manifest.record(
-        StageRecord(
-            stage=STAGE,
+        TuneRecord(
             artifacts={k: v.resolve() for k, v in artifacts.items()},
             metrics={"best_rps": best.rps} if best is not None else {},
-            details={"trials": len(result.trials), "best": result.best.model_dump() if result.best else None},
+            details=TuneDetails(
+                trials=len(result.trials), best=result.best.model_dump() if result.best else None
+            ),
             passed=best is not None,
         )
     )

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triton_bundle.atomic import check_overwrite, write_text_atomic
-from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.manifest import Manifest
 from triton_bundle.operate import adapter, dashboard, rules
+from triton_bundle.operate.record import OperateDetails, OperateRecord
 from triton_bundle.spec import ModelSpec
 
 NAMESPACE = "triton-bundle"  # the one deploy/base/namespace.yaml creates
@@ -60,11 +61,10 @@ def generate_ops(spec: ModelSpec, workdir: Path, out: Path | None = None, force:
     )
     manifest = Manifest.load(workdir, spec.name)
     manifest.record(
-        StageRecord(
-            stage="operate",
+        OperateRecord(
             artifacts={p.as_posix(): path for p, path in written.items()},
             metrics={"alerts": float(len(result.alerts)), "panels": float(result.panels)},
-            details={"thresholds": rules.Thresholds.from_spec(spec).model_dump()},
+            details=OperateDetails(thresholds=rules.Thresholds.from_spec(spec)),
         )
     )
     manifest.save(workdir)

@@ -18,7 +18,6 @@ from triton_bundle.data import load_texts
 from triton_bundle.formatting import ms as _ms
 from triton_bundle.labels import accuracy as gold_accuracy
 from triton_bundle.labels import map_gold
-from triton_bundle.manifest import Manifest
 from triton_bundle.net import port_or_free
 from triton_bundle.repository.sources import labels_for
 from triton_bundle.spec import ModelSpec
@@ -131,11 +130,10 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
     console.print(f"{repository} ({', '.join(sorted(p.name for p in repository.iterdir() if p.is_dir()))})")
 
     heldout = load_texts(spec.resolve(spec.data.eval), spec.data.text_field, spec.data.label_field)
-    manifest = Manifest.load(workdir, spec.name)
-    checkpoint = manifest.require("export", "triton-bundle export SPEC").artifact("checkpoint")
+    checkpoint = exported.checkpoint
     reference = pytorch_labels(checkpoint, heldout.texts, spec.shapes.sequence.max)
     # Gold labels may be ids (GLUE style): compare them as the names the server returns.
-    gold = map_gold(heldout.labels, labels_for(spec, manifest, checkpoint) or [], str(heldout.source))
+    gold = map_gold(heldout.labels, labels_for(spec, exported.record, checkpoint) or [], str(heldout.source))
 
     _step(4, "local Triton + classify held-out sentences over HTTP and gRPC")
     log_file = workdir / "triton.log"

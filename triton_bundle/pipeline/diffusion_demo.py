@@ -58,8 +58,10 @@ def _served(spec: ModelSpec, workdir: Path, server):
 
 def _steps_table(spec: ModelSpec, workdir: Path) -> list[dict[str, float]]:
     from triton_bundle.manifest import Manifest
+    from triton_bundle.precision.record import PrecisionRecord
 
-    rows = Manifest.load(workdir, spec.name).stages["precision"].details.get("steps_table", [])
+    steps_table = Manifest.load(workdir, spec.name).need(PrecisionRecord).details.steps_table
+    rows = [r.model_dump() for r in steps_table]
     for r in rows:
         console.print(
             f"{r['steps']:>3} steps: PSNR {r['psnr_db']:.1f} dB vs {rows[-1]['steps']} steps, classifier "

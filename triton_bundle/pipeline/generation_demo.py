@@ -14,7 +14,6 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from triton_bundle.atomic import write_text_atomic
-from triton_bundle.manifest import Manifest
 from triton_bundle.pipeline.demo import _step, console, demo_server_config
 from triton_bundle.spec import ModelSpec
 
@@ -65,14 +64,16 @@ def _precision_and_aot(spec: ModelSpec, workdir: Path) -> tuple[dict[str, bool],
     return {v: r.passed for v, r in result.reports.items()}, aot
 
 
-def _served(spec: ModelSpec, workdir: Path, server) -> tuple[float, list[tuple[str, str]], list[StreamCheck]]:
+def _served(
+    spec: ModelSpec, checkpoint: Path, server
+) -> tuple[float, list[tuple[str, str]], list[StreamCheck]]:
     from triton_bundle.client.generation import Generation, TextGenerator
     from triton_bundle.export.decoder_parity import torch_greedy
     from triton_bundle.export.decoder_stage import load_decoder
     from triton_bundle.generation.prompts import heldout
 
     prompts = heldout(spec).prompts[:DEMO_PROMPTS]
-    model, tokenizer = load_decoder(Manifest.load(workdir, spec.name).stages["export"].artifact("checkpoint"))
+    model, tokenizer = load_decoder(checkpoint)
     client = TextGenerator(f"grpc://{server.grpc_url}")
     samples, same = [], 0
     for prompt in prompts:
@@ -109,8 +110,9 @@ def run_generation_demo(
     workdir = Path(workdir)
     _step(1, "train the decoder")
     tuned = finetune(spec, workdir, force=True)
-    perplexity = Manifest.load(workdir, spec.name).stages["finetune"].metrics.get("heldout_perplexity")
-    console.print(f"{tuned.train_examples} texts, {tuned.seconds:.0f}s, held-out perplexity {perplexity:.1f}")
+    console.print(
+        f"{tuned.train_examples} texts, {tuned.seconds:.0f}s, held-out perplexity {tuned.heldout_perplexity:.1f}"
+    )
     _step(2, "export with a KV cache + parity with PyTorch")
     exported = export_model(spec, workdir, force=True)
     worst = max(o.max_abs for o in exported.report.outputs)
@@ -130,9 +132,9 @@ def run_generation_demo(
     console.print(str(repository))
     _step(5, "local Triton: greedy continuations of held-out prompts, streamed over HTTP and gRPC")
     with LocalTriton(demo_server_config(spec, repository, workdir / "triton.log")) as server:
-        match, samples, streams = _served(spec, workdir, server)
+        match, samples, streams = _served(spec, exported.checkpoint, server)
     summary = GenerationDemoSummary(
-        model=spec.name, workdir=workdir.resolve(), train_seconds=tuned.seconds, heldout_perplexity=perplexity,
+        model=spec.name, workdir=workdir.resolve(), train_seconds=tuned.seconds, heldout_perplexity=tuned.heldout_perplexity,
         onnx=exported.onnx, parity_max_abs=worst, generation_match=exported.report.generation_match, gates=gates,
         tensorrt_aot=aot, repository=repository, served_match_pytorch=match, samples=samples, streams=streams,
         summary_json=(workdir / "summary.json").resolve(), seconds=time.perf_counter() - started,

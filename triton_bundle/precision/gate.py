@@ -11,24 +11,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from triton_bundle.precision.evaluate import Agreement, VariantMetrics
+from triton_bundle.precision.record import GateCheck
 from triton_bundle.spec import AccuracyBudget, OutputBudget
-
-
-class GateCheck(BaseModel):
-    name: str
-    value: float
-    limit: float
-    higher_is_better: bool
-    passed: bool
-
-    @property
-    def margin(self) -> float:
-        """Headroom to the limit: positive when passing, negative by how much it missed."""
-        return self.value - self.limit if self.higher_is_better else self.limit - self.value
-
-    def describe(self) -> str:
-        sign = ">=" if self.higher_is_better else "<="
-        return f"{self.name} {self.value:.4f} (needs {sign} {self.limit:g})"
 
 
 class GateResult(BaseModel):

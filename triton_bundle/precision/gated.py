@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from triton_bundle.manifest import Manifest, StageRecord
+from triton_bundle.manifest import Manifest
 from triton_bundle.precision import fp16, int8_dynamic
+from triton_bundle.precision.record import PrecisionRecord
 from triton_bundle.precision.report import VariantReport
 from triton_bundle.precision.stage import (
     PRECISION_DIR,
@@ -59,7 +60,7 @@ def publish_gated_variants(
     wanted: Sequence[str],
     builders: dict[str, VariantBuilder],
     context: Callable[[Path], Any],
-    finish: Callable[[StageRecord], None] | None = None,
+    finish: Callable[[PrecisionRecord], None] | None = None,
 ) -> PrecisionResult:
     """The task-specific variant paths (decoder, generator, UNet): build each wanted variant with
     `builders[variant](context(scratch))`, publish or reject it, and record the precision stage.

@@ -18,7 +18,7 @@ import numpy as np
 
 from triton_bundle.data import load_texts
 from triton_bundle.errors import BundleError
-from triton_bundle.manifest import StageRecord
+from triton_bundle.export.record import ExportRecord
 from triton_bundle.precision.calibration import (
     CalibrationSet,
     RandomCalibrationWarning,
@@ -108,8 +108,8 @@ def _real_calibration(spec: ModelSpec, load: Callable[[Path], Feeds], like: Feed
 # --- text -------------------------------------------------------------------------------------
 
 
-def text_data(spec: ModelSpec, export: StageRecord) -> PrecisionData:
-    input_names = list(export.details["input_names"])
+def text_data(spec: ModelSpec, export: ExportRecord) -> PrecisionData:
+    input_names = list(export.details.input_names)
     tokenizer = load_tokenizer(export.artifact("checkpoint"))
     eval_data = load_texts(spec.resolve(spec.data.eval), spec.data.text_field, spec.data.label_field)
     batches = encode_batches(
@@ -141,13 +141,13 @@ def _pixels(spec: ModelSpec, processor, path: Path | None, name: str) -> tuple[F
     return {name: np.ascontiguousarray(pixels, dtype=np.float32)}, list(data.labels)
 
 
-def vision_data(spec: ModelSpec, export: StageRecord) -> PrecisionData:
+def vision_data(spec: ModelSpec, export: ExportRecord) -> PrecisionData:
     import transformers
 
     from triton_bundle.hf import quiet_offline
 
     quiet_offline()
-    name = next(iter(export.details["input_names"]))
+    name = next(iter(export.details.input_names))
     processor = transformers.AutoImageProcessor.from_pretrained(export.artifact("checkpoint"))
     feeds, gold = _pixels(spec, processor, spec.resolve(spec.data.eval), name)
     size = "x".join(str(d) for d in feeds[name].shape[2:])
@@ -174,7 +174,7 @@ def _batch_axes(spec: ModelSpec) -> dict[str, int | None]:
     return {t.name: next((a for a, d in enumerate(t.shape) if d == "batch"), None) for t in spec.inputs or []}
 
 
-def tensor_data(spec: ModelSpec, export: StageRecord) -> PrecisionData:
+def tensor_data(spec: ModelSpec, export: ExportRecord) -> PrecisionData:
     axes = _batch_axes(spec)
     if any(axis != 0 for axis in axes.values()):
         raise UnsupportedPrecisionTaskError(
@@ -190,18 +190,18 @@ def tensor_data(spec: ModelSpec, export: StageRecord) -> PrecisionData:
     )
 
 
-MODALITIES: dict[str, Callable[[ModelSpec, StageRecord], PrecisionData]] = {
+MODALITIES: dict[str, Callable[[ModelSpec, ExportRecord], PrecisionData]] = {
     "text": text_data,
     "vision": vision_data,
     "tensor": tensor_data,
 }
 
 
-def precision_data(spec: ModelSpec, export: StageRecord) -> PrecisionData:
-    modality = export.details.get("modality", "text")
+def precision_data(spec: ModelSpec, export: ExportRecord) -> PrecisionData:
+    modality = export.details.modality
     if modality not in MODALITIES:
         raise UnsupportedPrecisionTaskError(
-            f"no precision data path for '{spec.name}' ({modality}, {export.details.get('task')}); "
+            f"no precision data path for '{spec.name}' ({modality}, {export.details.task}); "
             f"supported: {', '.join(MODALITIES)}"
         )
     return MODALITIES[modality](spec, export)

@@ -8,14 +8,8 @@ from triton_bundle.precision.evaluate import VariantMetrics
 from triton_bundle.precision.fp16 import Fp16Info
 from triton_bundle.precision.gate import GateResult
 from triton_bundle.precision.int8_qdq import QdqSettings
+from triton_bundle.precision.record import CalibrationInfo, GateSummary
 from triton_bundle.precision.sensitivity import LayerCost, SensitivityReport
-
-
-class CalibrationInfo(BaseModel):
-    method: str
-    samples: int
-    source: str  # a data file, or "random"
-    notes: list[str] = Field(default_factory=list)
 
 
 class VariantReport(BaseModel):
@@ -44,17 +38,17 @@ class VariantReport(BaseModel):
     )
     notes: list[str] = Field(default_factory=list)
 
-    def manifest_details(self) -> dict[str, object]:
-        """The manifest's details["gates"][variant]: the gate plus what a later stage needs to know."""
-        return {
+    def summary(self) -> GateSummary:
+        """The manifest's gate for this variant: the verdict plus what a later stage needs to know."""
+        return GateSummary(
             **self.gate.model_dump(),
-            "metrics": self.metrics.model_dump(exclude_none=True),
-            "kept_float_layers": [c.layer for c in self.kept_float_layers],
-            "calibration": self.calibration.model_dump() if self.calibration else None,
-            "tensorrt_compatible": self.tensorrt_compatible,
-            "backend": self.backend,
-            "size_mb": self.size_mb,
-        }
+            metrics=self.metrics.model_dump(exclude_none=True),
+            kept_float_layers=[c.layer for c in self.kept_float_layers],
+            calibration=self.calibration,
+            tensorrt_compatible=self.tensorrt_compatible,
+            backend=self.backend,
+            size_mb=self.size_mb,
+        )
 
     def markdown(self) -> str:
         verdict = "PASSED" if self.passed else "REJECTED"

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from triton_bundle.atomic import atomic_path, check_overwrite
+from triton_bundle.export.record import ExportRecord
 from triton_bundle.labels import GoldLabels, map_gold
-from triton_bundle.manifest import Manifest, StageRecord, dump_json
+from triton_bundle.manifest import Manifest, dump_json
 from triton_bundle.precision import fp16, int8_dynamic, int8_qdq
 from triton_bundle.precision.errors import PrecisionError
 from triton_bundle.precision.evaluate import (
@@ -39,7 +40,14 @@ from triton_bundle.precision.gate import GateResult, judge
 from triton_bundle.precision.layers import group_layers, weight_bytes
 from triton_bundle.precision.modalities import PrecisionData, precision_data
 from triton_bundle.precision.quant_error import dynamic_layer_sqnr, static_layer_sqnr
-from triton_bundle.precision.report import CalibrationInfo, VariantReport
+from triton_bundle.precision.record import (
+    CalibrationInfo,
+    Fp32Summary,
+    GateSummary,
+    PrecisionDetails,
+    PrecisionRecord,
+)
+from triton_bundle.precision.report import VariantReport
 from triton_bundle.precision.sensitivity import (
     LayerCost,
     SensitivityReport,
@@ -50,19 +58,12 @@ from triton_bundle.precision.sensitivity import (
 )
 from triton_bundle.precision.text_inputs import Feeds
 from triton_bundle.spec import ModelSpec
+from triton_bundle.variants import PRECISION_VARIANTS
 
 PRECISION_DIR = "precision"
 MODEL_FILE = "model.onnx"
-VARIANTS = ("fp16", "int8", "int8-dynamic")
+VARIANTS = PRECISION_VARIANTS
 SQNR_EXAMPLES = 64  # held-out examples the one-pass sensitivity ranking looks at
-
-
-class Fp32Summary(BaseModel):
-    onnx: str
-    size_mb: float
-    accuracy: float | None = None
-    macro_f1: float | None = None
-    latency_ms: dict[str, float] = Field(default_factory=dict)
 
 
 class PrecisionResult(BaseModel):
@@ -321,19 +322,19 @@ def _check_output_budgets(spec: ModelSpec, output_names: list[str]) -> None:
 
 
 def _context(spec: ModelSpec, manifest: Manifest, scratch: Path) -> _Context:
-    export = manifest.require("export", "triton-bundle export SPEC")
+    export = manifest.need(ExportRecord)
     details = export.details
     fp32 = export.artifact("onnx")
-    output_names = list(details.get("output_names") or [])
+    input_names, output_names = export.io()
     _check_output_budgets(spec, output_names)
     data = precision_data(spec, export)
-    agreement = agreement_of(details.get("task", spec.task))
-    labels = details.get("labels")
+    agreement = agreement_of(details.task or spec.task)
+    labels = details.labels
     eval_set = EvalSet(data.batches, _gold(spec, data, labels), labels, agreement, output_names=output_names)
     return _Context(
         spec=spec,
         fp32=fp32,
-        input_names=list(details["input_names"]),
+        input_names=input_names,
         agreement=agreement,
         data=data,
         eval_set=eval_set,
@@ -366,23 +367,23 @@ def _publish(built: _Built, workdir: Path) -> Path:
 
 def _record(
     manifest: Manifest, reports: dict[str, VariantReport], published: dict[str, Path], fp32: Fp32Summary
-) -> StageRecord:
+) -> PrecisionRecord:
     """The "precision" record; variants not re-run this time keep their earlier entries."""
-    previous = manifest.stages.get("precision")
+    previous = manifest.get(PrecisionRecord)
     artifacts: dict[str, Path] = {}
-    gates: dict[str, object] = {}
+    gates: dict[str, GateSummary] = {}
     if previous is not None:
         for variant, path in previous.artifacts.items():
             if variant not in reports and Path(path).is_file():
                 artifacts[variant] = path
-        gates = {k: v for k, v in previous.details.get("gates", {}).items() if k not in reports}
+        gates = {k: v for k, v in previous.details.gates.items() if k not in reports}
     for variant, path in published.items():
         artifacts[variant] = (path / MODEL_FILE).resolve()
     metrics: dict[str, float] = {"fp32.size_mb": fp32.size_mb}
     if fp32.accuracy is not None:
         metrics["fp32.accuracy"] = fp32.accuracy
     for variant, report in reports.items():
-        gates[variant] = report.manifest_details()
+        gates[variant] = report.summary()
         metrics[f"{variant}.{report.gate.metric}"] = report.gate.value
         metrics[f"{variant}.passed"] = float(report.passed)
         metrics[f"{variant}.size_mb"] = report.size_mb
@@ -392,12 +393,23 @@ def _record(
             metrics[f"{variant}.latency_ms.{key}"] = ms
     for key, ms in fp32.latency_ms.items():
         metrics[f"fp32.latency_ms.{key}"] = ms
-    return StageRecord(
-        stage="precision",
+    return PrecisionRecord(
         artifacts=artifacts,
         metrics=metrics,
-        details={"gates": gates, "fp32": fp32.model_dump()},
-        passed=all(g.get("passed", False) for g in gates.values() if isinstance(g, dict)),
+        details=PrecisionDetails(gates=gates, fp32=fp32),
+        passed=all(g.passed for g in gates.values()),
+    )
+
+
+def _fp32_summary(ctx: _Context, latency: bool) -> Fp32Summary:
+    """FP32's own numbers: the reference row of the precision table."""
+    reference = compare_outputs(ctx.reference, ctx.reference, ctx.eval_set)
+    return Fp32Summary(
+        onnx=str(ctx.fp32),
+        size_mb=ctx.fp32_size_mb,
+        accuracy=reference.accuracy_fp32,
+        macro_f1=reference.macro_f1_fp32,
+        latency_ms={k: measure_latency(ctx.fp32, f) for k, f in ctx.latency_feeds.items()} if latency else {},
     )
 
 
@@ -432,11 +444,7 @@ def make_variants(
     (workdir / PRECISION_DIR).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".work-", dir=workdir / PRECISION_DIR) as scratch:
         ctx = _context(spec, manifest, Path(scratch))
-        fp32 = Fp32Summary(onnx=str(ctx.fp32), size_mb=ctx.fp32_size_mb)
-        reference_metrics = compare_outputs(ctx.reference, ctx.reference, ctx.eval_set)
-        fp32.accuracy, fp32.macro_f1 = reference_metrics.accuracy_fp32, reference_metrics.macro_f1_fp32
-        if latency:
-            fp32.latency_ms = {k: measure_latency(ctx.fp32, f) for k, f in ctx.latency_feeds.items()}
+        fp32 = _fp32_summary(ctx, latency)
         reports: dict[str, VariantReport] = {}
         published: dict[str, Path] = {}
         rejected: dict[str, Path] = {}

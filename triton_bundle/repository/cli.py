@@ -48,15 +48,14 @@ def generate(
     force: Annotated[bool, typer.Option(help="replace an existing repository")] = False,
 ) -> None:
     """Write the Triton model repository for SPEC (configs via model_config_pb2), then validate it."""
-    from triton_bundle.manifest import Manifest
-    from triton_bundle.repository.generate import generate_repository
+    from triton_bundle.repository.generate import generate
     from triton_bundle.repository.validate import validate_repository
     from triton_bundle.spec import load_spec
 
     spec = load_spec(spec_path)
     workdir = workdir or spec.default_workdir()
     with _console.status(f"generating the repository for {spec.name} ..."):
-        repo = generate_repository(
+        result = generate(
             spec,
             workdir,
             out_dir=out,
@@ -73,15 +72,15 @@ def generate(
             warmup=warmup,
             gpus=gpu or None,
         )
-    record = Manifest.load(workdir, spec.name).require("repository", "triton-bundle repo generate SPEC")
-    table = Table(title=f"{repo} ({record.details['target']})", show_header=True)
+    repo, details = result.path, result.record.details
+    table = Table(title=f"{repo} ({details.target})", show_header=True)
     table.add_column("role")
     table.add_column("model")
-    for role, name in record.details["models"].items():
+    for role, name in details.models.items():
         if name:
             table.add_row(role, name)
     _console.print(table)
-    for note in record.details.get("notes", []):
+    for note in details.notes:
         _console.print(f"[yellow]note:[/] {note}")
     _print_problems([p for p in validate_repository(repo) if p.severity == "warning"])
 

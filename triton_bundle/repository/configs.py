@@ -14,6 +14,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from triton_bundle.repository import contract
 from triton_bundle.repository.options import RepositoryOptions
 from triton_bundle.repository.tensors import GraphSignature, TensorInfo
+from triton_bundle.shapes import Profile
 
 PYTHON_BACKEND = "python"
 ONNXRUNTIME_PLATFORM = "onnxruntime_onnx"
@@ -266,9 +267,6 @@ def onnxruntime_config(
     if options.intra_op_threads:
         _param(config, "intra_op_thread_count", options.intra_op_threads)
     return config
-
-
-Profile = dict[str, tuple[list[int], list[int], list[int]]]  # input -> (min, opt, max) shape
 
 
 @dataclass(frozen=True)

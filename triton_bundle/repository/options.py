@@ -8,9 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triton_bundle.overrides import given
 from triton_bundle.spec import ModelSpec
+from triton_bundle.variants import REFERENCE, Variant
 
 Target = Literal["local", "nvidia", "cpu-container", "trtllm"]
-Variant = Literal["fp32", "fp16", "int8", "int8-dynamic"]
 Padding = Literal["longest", "bucket", "fixed"]
 
 # Where each target's tokenizer pads to: the local runner re-pads ragged batches itself; the ORT and
@@ -38,7 +38,7 @@ class RepositoryOptions(BaseModel):
     )
     instances: Annotated[int, Field(ge=1)] = 1
     variants: list[Variant] = Field(
-        default_factory=lambda: ["fp32"],
+        default_factory=lambda: [REFERENCE],
         description="precision variant per model version: version i+1 = variants[i]",
     )
     version_policy: Literal["latest", "all"] | None = Field(

@@ -7,10 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from triton_bundle.engine.manifest import ENGINE_MANIFEST_NAME, EngineManifest
+from triton_bundle.engine.record import EngineRecord
 from triton_bundle.errors import BundleError
+from triton_bundle.export.record import ExportRecord
 from triton_bundle.manifest import Manifest
+from triton_bundle.precision.record import PrecisionRecord
 from triton_bundle.repository.options import RepositoryOptions
 from triton_bundle.spec import ModelSpec
+from triton_bundle.variants import REFERENCE
 
 FALLBACK_SAMPLE_TEXT = "Hello, I would like some help with my order, please."
 
@@ -45,20 +49,20 @@ class ModelSources:
 
 
 def _export_onnx(manifest: Manifest) -> Path:
-    return manifest.require("export", "triton-bundle export SPEC").artifact("onnx")
+    return manifest.need(ExportRecord).artifact("onnx")
 
 
 def _precision_onnx(manifest: Manifest, variant: str) -> Path:
-    record = manifest.require("precision", "triton-bundle precision SPEC")
-    gate = (record.details.get("gates") or {}).get(variant)
+    record = manifest.need(PrecisionRecord)
+    gate = record.gate(variant)
     if gate is None or variant not in record.artifacts:
         raise PrecisionGateError(
             f"precision variant '{variant}' was not produced (have: {sorted(record.artifacts)}); "
             f"add it to precision.variants and run: triton-bundle precision SPEC"
         )
-    if not gate.get("passed", False):
+    if not gate.passed:
         raise PrecisionGateError(
-            f"precision variant '{variant}' failed its accuracy gate ({gate}); it is not served. "
+            f"precision variant '{variant}' failed its accuracy gate ({gate.describe()}); it is not served. "
             "Serve fp32 or a variant that passed, or relax precision.budget if the drop is acceptable"
         )
     path = record.artifact(variant)
@@ -67,11 +71,11 @@ def _precision_onnx(manifest: Manifest, variant: str) -> Path:
 
 def _engines(manifest: Manifest, variant: str) -> tuple[EngineArtifact, ...]:
     """Engines the engine stage recorded for this variant: one directory, or one per compute capability."""
-    record = manifest.stages.get("engine")
+    record = manifest.get(EngineRecord)
     if record is None or variant not in record.artifacts:
         return ()
-    verdict = record.details.get(variant)
-    if isinstance(verdict, dict) and verdict.get("passed") is False:
+    build = record.build(variant)
+    if build is not None and not build.passed:
         raise RepositoryError(
             f"the '{variant}' TensorRT engine did not pass its checks in the engine stage; rebuild it "
             "(triton-bundle build SPEC) or serve ONNX (--target cpu-container)"
@@ -113,13 +117,12 @@ def checkpoint_dir(spec: ModelSpec, manifest: Manifest) -> Path | None:
     return None
 
 
-def labels_for(spec: ModelSpec, manifest: Manifest, checkpoint: Path | None) -> list[str] | None:
+def labels_for(spec: ModelSpec, export: ExportRecord | None, checkpoint: Path | None) -> list[str] | None:
     """The spec's labels, else those the export recorded, else the checkpoint's id2label."""
     if spec.labels:
         return list(spec.labels)
-    export = manifest.stages.get("export")
-    if export is not None and export.details.get("labels"):
-        return [str(label) for label in export.details["labels"]]
+    if export is not None and export.details.labels:
+        return [str(label) for label in export.details.labels]
     config = checkpoint / "config.json" if checkpoint else None
     if config is not None and config.is_file():
         id2label = json.loads(config.read_text(encoding="utf-8")).get("id2label") or {}
@@ -142,7 +145,7 @@ def sample_texts(spec: ModelSpec, limit: int = 64) -> list[str]:
 def resolve_sources(spec: ModelSpec, manifest: Manifest, options: RepositoryOptions) -> ModelSources:
     variants = []
     for variant in options.variants:
-        onnx = _export_onnx(manifest) if variant == "fp32" else _precision_onnx(manifest, variant)
+        onnx = _export_onnx(manifest) if variant == REFERENCE else _precision_onnx(manifest, variant)
         if not onnx.is_file():
             raise RepositoryError(
                 f"the manifest names {onnx} for '{variant}', but the file is missing; re-run its stage"
@@ -153,7 +156,7 @@ def resolve_sources(spec: ModelSpec, manifest: Manifest, options: RepositoryOpti
     text_tasks = {"text-classification", "token-classification", "feature-extraction"}
     return ModelSources(
         checkpoint=checkpoint,
-        labels=labels_for(spec, manifest, checkpoint),
+        labels=labels_for(spec, manifest.get(ExportRecord), checkpoint),
         variants=tuple(variants),
         sample_texts=sample_texts(spec) if spec.task in text_tasks else [],
     )

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from triton_bundle.engine.manifest import EngineManifest
 from triton_bundle.errors import BundleError
 from triton_bundle.manifest import sha256_file
+from triton_bundle.variants import ENGINE_VARIANTS
 
 # engine.json, or engine_<suffix>.json when one version holds plans for several compute capabilities
 # (Triton's cc_model_filenames picks the one matching the GPU).
@@ -360,7 +361,7 @@ def mismatch_message(report: PreflightReport) -> str:
     problems = {p for version in failed for engine in version.engines for p in engine.problems}
     lines += [f"{ENVIRONMENT_HINTS[p]}" for p in sorted(problems & ENVIRONMENT_HINTS.keys())]
     if problems - ENVIRONMENT_HINTS.keys() or not problems:
-        variant = next((v for v in variants if v in {"fp32", "fp16", "int8"}), "fp16|int8|fp32")
+        variant = next((v for v in variants if v in ENGINE_VARIANTS), "fp16|int8|fp32")
         lines.append(REBUILD_HINT.format(variant=variant))
     return "\n".join(lines)
 
