@@ -101,17 +101,11 @@ def _fit_feeds(inputs: BenchInputs, heldout: Heldout) -> dict[int, dict]:
     return {length: heldout.feeds([longest], inputs.input_names, pad_to=length) for length in lengths}
 
 
-def run_benchmark(
-    spec_path: Path, workdir: Path | None, out: Path, settings: BenchSettings, gpu_triton_url: str | None
-) -> BenchmarkReport:
-    started = time.perf_counter()
-    spec = load_spec(spec_path)
-    workdir = workdir or spec.default_workdir()
-    cores = machine_limits.cores()
+def _new_report(model: str, mode: str, cores: int) -> BenchmarkReport:
     versions = _versions()
-    result = BenchmarkReport(
-        model=spec.name,
-        mode=settings.mode,  # type: ignore[arg-type]
+    return BenchmarkReport(
+        model=model,
+        mode=mode,  # type: ignore[arg-type]
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         wall_s=0.0,
         machine=MachineInfo(
@@ -124,6 +118,113 @@ def run_benchmark(
             triton=versions["triton"],
         ),
     )
+
+
+def _describe_heldout(result: BenchmarkReport, heldout: Heldout, lengths: list[int], inputs) -> None:
+    result.notes.append(
+        f"held-out token lengths: mean {sum(lengths) / len(lengths):.1f}, median {sorted(lengths)[len(lengths) // 2]}, "
+        f"max {max(lengths)} ({sum(1 for v in lengths if v == max(lengths))} of {len(lengths)} texts at the max)"
+    )
+    _say(
+        f"{len(heldout.texts)} held-out texts, {sum(lengths) / len(lengths):.1f} tokens on average "
+        f"(min {min(lengths)}, max {max(lengths)}); variants {list(inputs.variants)}"
+    )
+
+
+def _rescore_limits(result: BenchmarkReport, settings: BenchSettings) -> None:
+    # Matmul speed on a shared box moves with the load: the end-of-run measurement may beat the
+    # first one, and a limit must be the best the box did, so every row is scored against the best.
+    fp = machine_limits.measure_matmul("fp32", seconds=settings.matmul_seconds)
+    i8 = machine_limits.measure_matmul("int8", seconds=settings.matmul_seconds)
+    result.machine.matmul += [fp, i8]
+    best = (
+        max(r.best_gops for r in result.machine.matmul if r.kind == "fp32"),
+        max(r.best_gops for r in result.machine.matmul if r.kind == "int8"),
+    )
+    _say(f"matmul again at the end: fp32 {fp.best_gops:.0f} GFLOP/s, int8 {i8.best_gops:.0f} GOP/s")
+    for row in result.rows:
+        if row.limit is not None:
+            row.limit = machine_limits.rescored(row.limit, row.throughput, *best)
+
+
+def _measure_limits(
+    result: BenchmarkReport,
+    settings: BenchSettings,
+    inputs: BenchInputs,
+    heldout: Heldout,
+    work: dict[str, machine_limits.MatmulWork],
+) -> tuple[float, float]:
+    """The machine's matmul rates and each variant's work per sequence (fills `work`)."""
+    fp = machine_limits.measure_matmul("fp32", seconds=settings.matmul_seconds)
+    i8 = machine_limits.measure_matmul("int8", seconds=settings.matmul_seconds)
+    result.machine.matmul = [fp, i8]
+    _say(
+        f"matmul {fp.size}^3 on {fp.threads} threads: fp32 {fp.best_gops:.0f} GFLOP/s, int8 {i8.best_gops:.0f} GOP/s"
+    )
+    feeds = _fit_feeds(inputs, heldout)
+    lengths = heldout.lengths()
+    mean = sum(lengths) / len(lengths)
+    for variant, path in inputs.variants.items():
+        work[variant] = machine_limits.matmul_work(path, feeds)
+        _say(
+            f"{variant}: {(work[variant].fp_flops(mean) + work[variant].int8_ops(mean)) / 1e9:.3f} GFLOP per held-out sequence"
+        )
+    return fp.best_gops, i8.best_gops
+
+
+def _served_rows(
+    result: BenchmarkReport,
+    settings: BenchSettings,
+    inputs: BenchInputs,
+    heldout: Heldout,
+    reference: served.Reference,
+    workdir: Path,
+) -> list[Row]:
+    rows: list[Row] = []
+    for config in settings.served:
+        if config.variant not in inputs.variants:
+            result.notes.append(f"served {config.label}: variant {config.variant} is not available")
+            continue
+        _say(f"[bold]{config.label}[/] (intra-op threads {config.threads})")
+        rows += served.run_triton_config(inputs, heldout, config, settings.load, reference, workdir, _say)
+    return rows
+
+
+def _gpu_rows(
+    result: BenchmarkReport,
+    settings: BenchSettings,
+    inputs: BenchInputs,
+    heldout: Heldout,
+    reference: served.Reference,
+    labels: list[str],
+    gpu_triton_url: str | None,
+) -> list[Row]:
+    rows, notes = gpu.run_gpu_section(
+        inputs,
+        heldout,
+        settings.batch_sizes,
+        settings.ort_seconds,
+        reference,
+        labels,
+        settings.load,
+        gpu_triton_url,
+        _say,
+    )
+    if not rows:
+        result.skipped.append(SkippedSection(section="gpu", reason="; ".join(notes)))
+    else:
+        result.notes.extend(f"gpu: {n}" for n in notes)
+    return rows
+
+
+def run_benchmark(
+    spec_path: Path, workdir: Path | None, out: Path, settings: BenchSettings, gpu_triton_url: str | None
+) -> BenchmarkReport:
+    started = time.perf_counter()
+    spec = load_spec(spec_path)
+    workdir = workdir or spec.default_workdir()
+    cores = machine_limits.cores()
+    result = _new_report(spec.name, settings.mode, cores)
     console.rule(f"[bold cyan]inputs ({workdir})")
     inputs = prepare_inputs(spec, workdir, out, settings.variants, _say)
     result.inputs = inputs.provenance
@@ -133,14 +234,7 @@ def run_benchmark(
     )
     heldout = Heldout.load(spec, inputs.checkpoint, labels)
     lengths = heldout.lengths()
-    result.notes.append(
-        f"held-out token lengths: mean {sum(lengths) / len(lengths):.1f}, median {sorted(lengths)[len(lengths) // 2]}, "
-        f"max {max(lengths)} ({sum(1 for v in lengths if v == max(lengths))} of {len(lengths)} texts at the max)"
-    )
-    _say(
-        f"{len(heldout.texts)} held-out texts, {sum(lengths) / len(lengths):.1f} tokens on average "
-        f"(min {min(lengths)}, max {max(lengths)}); variants {list(inputs.variants)}"
-    )
+    _describe_heldout(result, heldout, lengths, inputs)
     sections = Sections(result, settings)
 
     work: dict[str, machine_limits.MatmulWork] = {}
@@ -148,20 +242,7 @@ def run_benchmark(
 
     def limits() -> list[Row]:
         nonlocal rates
-        fp = machine_limits.measure_matmul("fp32", seconds=settings.matmul_seconds)
-        i8 = machine_limits.measure_matmul("int8", seconds=settings.matmul_seconds)
-        result.machine.matmul = [fp, i8]
-        rates = (fp.best_gops, i8.best_gops)
-        _say(
-            f"matmul {fp.size}^3 on {fp.threads} threads: fp32 {fp.best_gops:.0f} GFLOP/s, int8 {i8.best_gops:.0f} GOP/s"
-        )
-        feeds = _fit_feeds(inputs, heldout)
-        for variant, path in inputs.variants.items():
-            work[variant] = machine_limits.matmul_work(path, feeds)
-            mean = sum(lengths) / len(lengths)
-            _say(
-                f"{variant}: {(work[variant].fp_flops(mean) + work[variant].int8_ops(mean)) / 1e9:.3f} GFLOP per held-out sequence"
-            )
+        rates = _measure_limits(result, settings, inputs, heldout, work)
         return []
 
     sections.run("limits", limits)
@@ -197,54 +278,17 @@ def run_benchmark(
     )
 
     def triton() -> list[Row]:
-        rows: list[Row] = []
-        for config in settings.served:
-            if config.variant not in inputs.variants:
-                result.notes.append(f"served {config.label}: variant {config.variant} is not available")
-                continue
-            _say(f"[bold]{config.label}[/] (intra-op threads {config.threads})")
-            rows += served.run_triton_config(
-                inputs, heldout, config, settings.load, reference, Path(out).resolve() / "work", _say
-            )
-        return rows
+        return _served_rows(result, settings, inputs, heldout, reference, Path(out).resolve() / "work")
 
     sections.run("served", triton)
 
     def gpu_rows() -> list[Row]:
-        rows, notes = gpu.run_gpu_section(
-            inputs,
-            heldout,
-            settings.batch_sizes,
-            settings.ort_seconds,
-            reference,
-            labels,
-            settings.load,
-            gpu_triton_url,
-            _say,
-        )
-        if not rows:
-            result.skipped.append(SkippedSection(section="gpu", reason="; ".join(notes)))
-        else:
-            result.notes.extend(f"gpu: {n}" for n in notes)
-        return rows
+        return _gpu_rows(result, settings, inputs, heldout, reference, labels, gpu_triton_url)
 
     sections.run("gpu", gpu_rows)
 
     if rates != (0.0, 0.0):
-        # Matmul speed on a shared box moves with the load: the end-of-run measurement may beat the
-        # first one, and a limit must be the best the box did, so every row is scored against the best.
-        fp = machine_limits.measure_matmul("fp32", seconds=settings.matmul_seconds)
-        i8 = machine_limits.measure_matmul("int8", seconds=settings.matmul_seconds)
-        result.machine.matmul += [fp, i8]
-        best = (
-            max(r.best_gops for r in result.machine.matmul if r.kind == "fp32"),
-            max(r.best_gops for r in result.machine.matmul if r.kind == "int8"),
-        )
-        _say(f"matmul again at the end: fp32 {fp.best_gops:.0f} GFLOP/s, int8 {i8.best_gops:.0f} GOP/s")
-        for row in result.rows:
-            if row.limit is not None:
-                row.limit = machine_limits.rescored(row.limit, row.throughput, *best)
-
+        _rescore_limits(result, settings)
     result.targets = [
         targets.speedup_target(result.section("baseline"), result.section("served"), cores),
         targets.p50_target(result.section("served"), cores),

@@ -66,7 +66,27 @@ def write_report(result: LoadtestResult, out_dir: Path) -> dict[str, Path]:
 
 
 def markdown_summary(result: LoadtestResult, out_dir: Path) -> str:
-    c, s, settings = result.client, result.server, result.settings
+    c = result.client
+    lines = _header_lines(result)
+    happened = what_happened(c, result.server)
+    if happened:
+        lines += ["", "## What happened", "", *happened]
+    lines += _client_lines(result) + _gate_lines(result) + _server_lines(result)
+    if c.generation is not None:
+        lines += generation_markdown(c.generation)
+    if c.errors:
+        lines += ["", "## Errors", "", "| occurrences | error |", "|---:|---|"]
+        lines += [f"| {e.occurrences} | `{e.error[:200]}` |" for e in c.errors[:10]]
+    lines += ["", "## Files", ""]
+    for key, path in sorted(result.artifacts.items()):
+        lines.append(f"- {key}: [{path.name}]({os.path.relpath(path, out_dir)})")
+    lines += ["", "![timeline](timeline.png)", "", "![latency histogram](latency_histogram.png)", ""]
+    lines += ["![server split](server_split.png)", ""]
+    return "\n".join(lines)
+
+
+def _header_lines(result: LoadtestResult) -> list[str]:
+    c, settings = result.client, result.settings
     shape = settings.shape
     verdict = "PASSED" if result.passed else "FAILED"
     load = (
@@ -90,10 +110,12 @@ def markdown_summary(result: LoadtestResult, out_dir: Path) -> str:
             f"- text length (chars): p50 {lp.chars_p50:.0f}, p90 {lp.chars_p90:.0f}, p99 {lp.chars_p99:.0f}, "
             f"max {lp.chars_max}"
         )
-    happened = what_happened(c, s)
-    if happened:
-        lines += ["", "## What happened", "", *happened]
-    lines += [
+    return lines
+
+
+def _client_lines(result: LoadtestResult) -> list[str]:
+    c = result.client
+    return [
         "",
         "## Client side (Locust)",
         "",
@@ -101,6 +123,11 @@ def markdown_summary(result: LoadtestResult, out_dir: Path) -> str:
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {c.requests} | {c.failures} | {c.rps:.1f} | {c.items_per_s:.1f} | {_ms(c.latency.p50_ms)} | "
         f"{_ms(c.latency.p95_ms)} | {_ms(c.latency.p99_ms)} | {_ms(c.latency.max_ms)} |",
+    ]
+
+
+def _gate_lines(result: LoadtestResult) -> list[str]:
+    lines = [
         "",
         "## SLO gate",
         "",
@@ -114,43 +141,38 @@ def markdown_summary(result: LoadtestResult, out_dir: Path) -> str:
             f"| {check.description} ({check.bound}) | {check.threshold:g} {check.unit} | {measured} | "
             f"{margin} | {'pass' if check.passed else '**FAIL**'} |"
         )
-    lines += ["", "## Server side (Triton statistics and metrics)", ""]
+    return lines
+
+
+def _server_lines(result: LoadtestResult) -> list[str]:
+    s = result.server
+    lines = ["", "## Server side (Triton statistics and metrics)", ""]
     if s.queue_ms is None:
         lines.append(
             "No server statistics were collected" + (f": {s.scrape_errors[0]}" if s.scrape_errors else ".")
         )
-    else:
-        lines += [
-            f"- per request: queue {_ms(s.queue_ms)}, compute {_ms(s.compute_ms)} "
-            f"(queue share {_pct(s.queue_share)})",
-            f"- busiest model: `{s.bottleneck_model}`, average batch size {s.avg_batch_size or 0:.1f}",
-            f"- CPU utilisation: avg {_pct(s.cpu_utilization_avg)}, max {_pct(s.cpu_utilization_max)}"
-            + (
-                f"; GPU: avg {_pct(s.gpu_utilization_avg)}, max {_pct(s.gpu_utilization_max)}"
-                if s.gpu_utilization_avg is not None
-                else "; GPU: not exposed"
-            ),
-            "",
-            "| model | platform | requests | executions | avg batch | queue | compute in | infer | out |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for m in s.models:
-            batch = "n/a" if m.avg_batch_size is None else f"{m.avg_batch_size:.1f}"
-            lines.append(
-                f"| {m.model} | {m.platform} | {m.requests} | {m.executions} | {batch} | {_ms(m.queue_ms)} | "
-                f"{_ms(m.compute_input_ms)} | {_ms(m.compute_infer_ms)} | {_ms(m.compute_output_ms)} |"
-            )
-    if c.generation is not None:
-        lines += generation_markdown(c.generation)
-    if c.errors:
-        lines += ["", "## Errors", "", "| occurrences | error |", "|---:|---|"]
-        lines += [f"| {e.occurrences} | `{e.error[:200]}` |" for e in c.errors[:10]]
-    lines += ["", "## Files", ""]
-    for key, path in sorted(result.artifacts.items()):
-        lines.append(f"- {key}: [{path.name}]({os.path.relpath(path, out_dir)})")
-    lines += ["", "![timeline](timeline.png)", "", "![latency histogram](latency_histogram.png)", ""]
-    lines += ["![server split](server_split.png)", ""]
-    return "\n".join(lines)
+        return lines
+    lines += [
+        f"- per request: queue {_ms(s.queue_ms)}, compute {_ms(s.compute_ms)} "
+        f"(queue share {_pct(s.queue_share)})",
+        f"- busiest model: `{s.bottleneck_model}`, average batch size {s.avg_batch_size or 0:.1f}",
+        f"- CPU utilisation: avg {_pct(s.cpu_utilization_avg)}, max {_pct(s.cpu_utilization_max)}"
+        + (
+            f"; GPU: avg {_pct(s.gpu_utilization_avg)}, max {_pct(s.gpu_utilization_max)}"
+            if s.gpu_utilization_avg is not None
+            else "; GPU: not exposed"
+        ),
+        "",
+        "| model | platform | requests | executions | avg batch | queue | compute in | infer | out |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in s.models:
+        batch = "n/a" if m.avg_batch_size is None else f"{m.avg_batch_size:.1f}"
+        lines.append(
+            f"| {m.model} | {m.platform} | {m.requests} | {m.executions} | {batch} | {_ms(m.queue_ms)} | "
+            f"{_ms(m.compute_input_ms)} | {_ms(m.compute_infer_ms)} | {_ms(m.compute_output_ms)} |"
+        )
+    return lines
 
 
 # ----------------------------------------------------------------------------------------------- plots

@@ -95,12 +95,9 @@ def _step(number: int, title: str, total: int = 6) -> None:
 
 
 def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None) -> DemoSummary:
-    from triton_bundle.client.client import TritonClient
     from triton_bundle.export.stage import export_model
-    from triton_bundle.finetune import finetune
     from triton_bundle.loadtest.render import print_result
     from triton_bundle.loadtest.stage import Overrides, loadtest_stage
-    from triton_bundle.repository.contract import entry_model
     from triton_bundle.repository.generate import generate_repository
     from triton_bundle.serving.local_triton import LocalTriton
 
@@ -109,12 +106,7 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
     repository_dir = repository_dir or Path("model_repository") / spec.name
 
     _step(1, "fine-tune")
-    if spec.finetune is not None:
-        tuned = finetune(spec, workdir, force=True)
-        accuracy = "n/a (no labels)" if tuned.eval_accuracy is None else f"{tuned.eval_accuracy:.3f}"
-        console.print(f"{tuned.train_examples} examples, {tuned.seconds:.0f}s, held-out accuracy {accuracy}")
-    else:
-        console.print(f"skipped: the spec serves its own checkpoint ({spec.resolve(spec.source.path)})")
+    _finetune_step(spec, workdir)
 
     _step(2, "export to ONNX + parity with PyTorch")
     exported = export_model(spec, workdir, force=True)
@@ -138,7 +130,6 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
     _step(4, "local Triton + classify held-out sentences over HTTP and gRPC")
     log_file = workdir / "triton.log"
     config = demo_server_config(spec, repository, log_file)
-    checks: list[ProtocolCheck] = []
     server = LocalTriton(config)
     with console.status("starting tritonserver"):
         server.start()
@@ -146,26 +137,10 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
         console.print(
             f"HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}  (pid {server.pid})"
         )
-        for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
-            t0 = time.perf_counter()
-            with TritonClient(url, protocol) as client:
-                results = client.classify(entry_model(spec.name, spec.task), heldout.texts)
-            served = [r.labels[0] for r in results]
-            agree = sum(a == b for a, b in zip(served, reference, strict=True)) / len(reference)
-            accurate = gold_accuracy(served, gold)
-            checks.append(
-                ProtocolCheck(
-                    protocol=protocol,
-                    sentences=len(served),
-                    agreement_with_pytorch=agree,
-                    accuracy=accurate,
-                    seconds=time.perf_counter() - t0,
-                )
-            )
-            shown = "n/a (no labels)" if accurate is None else f"{accurate:.3f}"
-            console.print(
-                f"{protocol}: {len(served)} sentences, agreement with PyTorch {agree:.4f}, accuracy {shown}"
-            )
+        checks = [
+            _classify_over(protocol, url, spec, heldout.texts, reference, gold)
+            for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url))
+        ]
 
         _step(5, "Locust load test")
         result = loadtest_stage(
@@ -178,15 +153,6 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
         )
         print_result(result)
     _step(6, "summary")
-    client = result.client
-    numbers = {
-        "p50_ms": client.latency.p50_ms,
-        "p95_ms": client.latency.p95_ms,
-        "p99_ms": client.latency.p99_ms,
-        "rps": client.rps,
-        "requests": float(client.requests),
-        "failures": float(client.failures),
-    }
     summary_path = workdir / "summary.json"
     summary = DemoSummary(
         model=spec.name,
@@ -199,7 +165,7 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
         server_log=log_file.resolve(),
         served=checks,
         loadtest_passed=result.passed,
-        loadtest=numbers,
+        loadtest=_loadtest_numbers(result.client),
         loadtest_report=result.artifacts.get("summary_md"),
         summary_json=summary_path.resolve(),
         seconds=time.perf_counter() - started,
@@ -207,6 +173,54 @@ def run_demo(spec: ModelSpec, workdir: Path, repository_dir: Path | None = None)
     write_text_atomic(summary_path, summary.model_dump_json(indent=2))
     print_summary(summary)
     return summary
+
+
+def _finetune_step(spec: ModelSpec, workdir: Path) -> None:
+    from triton_bundle.finetune import finetune
+
+    if spec.finetune is None:
+        console.print(f"skipped: the spec serves its own checkpoint ({spec.resolve(spec.source.path)})")
+        return
+    tuned = finetune(spec, workdir, force=True)
+    accuracy = "n/a (no labels)" if tuned.eval_accuracy is None else f"{tuned.eval_accuracy:.3f}"
+    console.print(f"{tuned.train_examples} examples, {tuned.seconds:.0f}s, held-out accuracy {accuracy}")
+
+
+def _classify_over(
+    protocol: str, url: str, spec: ModelSpec, texts: list[str], reference: list[str], gold
+) -> ProtocolCheck:
+    """Classify the held-out texts through the served ensemble and compare with PyTorch and the gold labels."""
+    from triton_bundle.client.client import TritonClient
+    from triton_bundle.repository.contract import entry_model
+
+    t0 = time.perf_counter()
+    with TritonClient(url, protocol) as client:
+        results = client.classify(entry_model(spec.name, spec.task), texts)
+    served = [r.labels[0] for r in results]
+    agree = sum(a == b for a, b in zip(served, reference, strict=True)) / len(reference)
+    accurate = gold_accuracy(served, gold)
+    shown = "n/a (no labels)" if accurate is None else f"{accurate:.3f}"
+    console.print(
+        f"{protocol}: {len(served)} sentences, agreement with PyTorch {agree:.4f}, accuracy {shown}"
+    )
+    return ProtocolCheck(
+        protocol=protocol,
+        sentences=len(served),
+        agreement_with_pytorch=agree,
+        accuracy=accurate,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _loadtest_numbers(client) -> dict[str, float]:
+    return {
+        "p50_ms": client.latency.p50_ms,
+        "p95_ms": client.latency.p95_ms,
+        "p99_ms": client.latency.p99_ms,
+        "rps": client.rps,
+        "requests": float(client.requests),
+        "failures": float(client.failures),
+    }
 
 
 def print_summary(summary: DemoSummary) -> None:

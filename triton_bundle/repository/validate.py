@@ -544,41 +544,50 @@ class _Checker:
                 produced[tensor] = outputs[member_output]
         for step in steps:
             member = self.models.get(step.model_name)
-            if member is None:
-                continue
-            inputs = member.inputs()
-            for member_input, tensor in step.input_map.items():
-                if tensor not in produced:
-                    self.add(
-                        model.name,
-                        model.file(),
-                        f"step '{member.name}' input '{member_input}' is wired to '{tensor}', which no ensemble input or step output provides",
-                        f"wire it to one of {sorted(produced)}",
-                    )
-                    continue
-                if member_input not in inputs:
-                    self.add(
-                        model.name,
-                        model.file(),
-                        f"step '{member.name}' has no input '{member_input}' (it has {sorted(inputs)})",
-                        f"map one of {sorted(inputs)}",
-                    )
-                    continue
-                if produced[tensor].data_type != inputs[member_input].data_type:
-                    self.add(
-                        model.name,
-                        model.file(),
-                        f"'{tensor}' is {produced[tensor].type_name} but step '{member.name}' input '{member_input}' expects {inputs[member_input].type_name}",
-                        f"make both {inputs[member_input].type_name} (regenerate from the ONNX graph)",
-                    )
-            required = {i.name for i in member.config.input if not i.optional}
-            for name in sorted(required - set(step.input_map)):
+            if member is not None:
+                self._check_step_inputs(model, step, member, produced)
+        self._check_ensemble_outputs(model, produced)
+        self._check_sequence_limits(model, steps)
+
+    def _check_step_inputs(
+        self, model: _Model, step, member: _Model, produced: dict[str, TensorInfo]
+    ) -> None:
+        """Every input of a step is wired to a tensor some earlier step or the ensemble provides, with its type."""
+        inputs = member.inputs()
+        for member_input, tensor in step.input_map.items():
+            if tensor not in produced:
                 self.add(
                     model.name,
                     model.file(),
-                    f"step '{member.name}' input '{name}' is not wired",
-                    f'add input_map {{ key: "{name}" value: ... }}',
+                    f"step '{member.name}' input '{member_input}' is wired to '{tensor}', which no ensemble input or step output provides",
+                    f"wire it to one of {sorted(produced)}",
                 )
+                continue
+            if member_input not in inputs:
+                self.add(
+                    model.name,
+                    model.file(),
+                    f"step '{member.name}' has no input '{member_input}' (it has {sorted(inputs)})",
+                    f"map one of {sorted(inputs)}",
+                )
+                continue
+            if produced[tensor].data_type != inputs[member_input].data_type:
+                self.add(
+                    model.name,
+                    model.file(),
+                    f"'{tensor}' is {produced[tensor].type_name} but step '{member.name}' input '{member_input}' expects {inputs[member_input].type_name}",
+                    f"make both {inputs[member_input].type_name} (regenerate from the ONNX graph)",
+                )
+        required = {i.name for i in member.config.input if not i.optional}
+        for name in sorted(required - set(step.input_map)):
+            self.add(
+                model.name,
+                model.file(),
+                f"step '{member.name}' input '{name}' is not wired",
+                f'add input_map {{ key: "{name}" value: ... }}',
+            )
+
+    def _check_ensemble_outputs(self, model: _Model, produced: dict[str, TensorInfo]) -> None:
         for name, tensor in model.outputs().items():
             if name not in produced:
                 self.add(
@@ -594,7 +603,6 @@ class _Checker:
                     f"ensemble output '{name}' is {tensor.type_name} but its step produces {produced[name].type_name}",
                     f"set data_type: {produced[name].type_name}",
                 )
-        self._check_sequence_limits(model, steps)
 
     def _check_sequence_limits(self, ensemble: _Model, steps) -> None:
         """The tokenizer must never emit more tokens than the tensor model's graph / engine accepts."""
