@@ -20,7 +20,6 @@ from triton_bundle.atomic import atomic_path, check_overwrite
 from triton_bundle.diffusion import unet as du
 from triton_bundle.diffusion.ddim import sample
 from triton_bundle.diffusion.train import gate_inputs
-from triton_bundle.export.errors import ParityError
 from triton_bundle.export.onnx_export import export_module, graph_dims
 from triton_bundle.export.record import ExportDetails, ExportRecord
 from triton_bundle.export.report import JSON_NAME, MARKDOWN_NAME, OutputParity, ParityReport
@@ -29,9 +28,8 @@ from triton_bundle.export.stage import (
     ONNX_FILE,
     REJECTED_DIR,
     ExportResult,
-    _move_model,
-    _write_report,
     checkpoint_path,
+    publish_or_reject,
 )
 from triton_bundle.imagegen.metrics import psnr
 from triton_bundle.imagegen.png import to_uint8
@@ -158,16 +156,7 @@ def export_diffusion(spec: ModelSpec, workdir: Path, force: bool = False) -> Exp
         report.dynamic_axes = {k: {str(a): n for a, n in v.items()} for k, v in AXES.items()}
         report.external_data = outcome.external_data
         report.onnx = str(target / ONNX_FILE)
-        if not report.passed:
-            rejected.mkdir(parents=True, exist_ok=True)
-            _write_report(rejected, report)
-            raise ParityError(
-                f"UNet export of '{spec.name}' failed parity: {'; '.join(report.failures)} "
-                f"(report: {rejected / MARKDOWN_NAME}; nothing was written to {target})"
-            )
-        tmp.mkdir()
-        _move_model(Path(scratch), tmp)
-        _write_report(tmp, report)
+        publish_or_reject(report, Path(scratch), tmp, target, rejected, "UNet export", spec.name)
     shutil.rmtree(rejected, ignore_errors=True)
     record = _record(spec, workdir, manifest, checkpoint, outcome, report, image_psnr, labels)
     return ExportResult(

@@ -16,7 +16,6 @@ import torch
 from triton_bundle.atomic import atomic_path, check_overwrite
 from triton_bundle.export.decoder import DecoderWithPast
 from triton_bundle.export.decoder_parity import build_cases, compare_cases, greedy_matches
-from triton_bundle.export.errors import ParityError
 from triton_bundle.export.loaders import load_hf_model
 from triton_bundle.export.onnx_export import export_module, graph_dims
 from triton_bundle.export.record import DecoderShape, ExportDetails, ExportRecord
@@ -26,9 +25,8 @@ from triton_bundle.export.stage import (
     ONNX_FILE,
     REJECTED_DIR,
     ExportResult,
-    _move_model,
-    _write_report,
     checkpoint_path,
+    publish_or_reject,
 )
 from triton_bundle.export.tasks import get_task
 from triton_bundle.generation.ort_decoder import OrtDecoder
@@ -119,16 +117,7 @@ def export_decoder(spec: ModelSpec, workdir: Path, force: bool = False) -> Expor
         report.dynamic_axes = {k: {str(a): n for a, n in v.items()} for k, v in wrapper.shape.axes().items()}
         report.external_data = outcome.external_data
         report.onnx = str(target / ONNX_FILE)
-        if not report.passed:
-            rejected.mkdir(parents=True, exist_ok=True)
-            _write_report(rejected, report)
-            raise ParityError(
-                f"KV-cache export of '{spec.name}' failed parity: {'; '.join(report.failures)} "
-                f"(report: {rejected / MARKDOWN_NAME}; nothing was written to {target})"
-            )
-        tmp.mkdir()
-        _move_model(Path(scratch), tmp)
-        _write_report(tmp, report)
+        publish_or_reject(report, Path(scratch), tmp, target, rejected, "KV-cache export", spec.name)
     shutil.rmtree(rejected, ignore_errors=True)
     record = _record(spec, workdir, manifest, wrapper, checkpoint, outcome, report)
     return ExportResult(

@@ -142,6 +142,23 @@ def _move_model(source_dir: Path, target_dir: Path) -> None:
             shutil.move(str(source_dir / name), str(target_dir / name))
 
 
+def publish_or_reject(
+    report: ParityReport, model_dir: Path, tmp: Path, target: Path, rejected: Path, what: str, name: str
+) -> None:
+    """A passing export goes to `tmp` (renamed into `target` by the caller's atomic_path); a failing one
+    leaves only its report under `rejected` and raises, so nothing half-written sits where a good one is."""
+    if not report.passed:
+        rejected.mkdir(parents=True, exist_ok=True)
+        _write_report(rejected, report)
+        raise ParityError(
+            f"{what} of '{name}' failed parity: {'; '.join(report.failures)} "
+            f"(report: {rejected / MARKDOWN_NAME}; nothing was written to {target})"
+        )
+    tmp.mkdir()
+    _move_model(model_dir, tmp)
+    _write_report(tmp, report)
+
+
 def export_model(spec: ModelSpec, workdir: Path, force: bool = False) -> ExportResult:
     """Export the spec's model to ONNX and prove parity on real data; record it in the manifest."""
     if spec.source.kind == "onnx":  # already ONNX: checked and adopted, no PyTorch to compare with
@@ -193,16 +210,7 @@ def export_model(spec: ModelSpec, workdir: Path, force: bool = False) -> ExportR
             report = _verify(spec, task, prepared, raw_path, outcome.exporter)
         _describe(report, spec, prepared, outcome, cleanup, chosen)
         report.onnx = str(target / ONNX_FILE)
-        if not report.passed:
-            rejected.mkdir(parents=True, exist_ok=True)
-            _write_report(rejected, report)
-            raise ParityError(
-                f"ONNX export of '{spec.name}' failed parity: {'; '.join(report.failures)} "
-                f"(report: {rejected / MARKDOWN_NAME}; nothing was written to {target})"
-            )
-        tmp.mkdir()
-        _move_model(chosen, tmp)
-        _write_report(tmp, report)
+        publish_or_reject(report, chosen, tmp, target, rejected, "ONNX export", spec.name)
     shutil.rmtree(rejected, ignore_errors=True)
     record = _record(spec, workdir, manifest, prepared, outcome, report, labels)
     return ExportResult(
