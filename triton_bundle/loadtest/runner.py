@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STARTUP_GRACE_S = 45.0  # importing Locust + tritonclient, forking workers, on a busy 2-core box
+# After SIGINT the master waits for every worker's last report before it writes the summary: on a
+# busy 2-core box with 2 workers that took over 10 s (a CI run with a training job beside it).
 SHUTDOWN_GRACE_S = 20.0
 _LOG_TAIL_LINES = 25
 _PREFLIGHT_TIMEOUT_S = 5.0
@@ -156,7 +158,7 @@ def locust_command(settings: LoadSettings, settings_path: Path, run_dir: Path) -
     return command
 
 
-def _kill_group(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+def _kill_group(process: subprocess.Popen[bytes], grace_s: float = SHUTDOWN_GRACE_S) -> None:
     """SIGINT Locust (it stops its workers and writes its reports), then SIGKILL its whole group."""
     # Only the master is signalled: it must outlive its workers to collect their last reports. SIGINT,
     # not SIGTERM: Locust installs its SIGTERM handler only after a shape run ends.
