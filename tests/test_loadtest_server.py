@@ -260,11 +260,14 @@ def test_runner_kills_the_whole_locust_tree_past_its_wall_clock_limit(triton, sp
     from triton_bundle.loadtest.workload import workload_for
 
     # The shape would run for a minute; the runner's limit stops it (master and both workers) first.
+    # The limit leaves room for Locust's start (imports + forking workers took ~10 s on a busy 2-core
+    # box): a SIGINT that lands while it is still spawning users can be lost, and real limits are the
+    # run's duration plus startup and shutdown graces, never that short.
     settings = build_settings(
         spec, Overrides(duration_s=60, workers=2, max_requests=100_000), tmp_path, endpoint=_http(triton)
     )
     workload_for(spec).save(settings.workload_path)
-    run = run_locust(settings, tmp_path, limit_s=10)
+    run = run_locust(settings, tmp_path, limit_s=25)
     assert run.timed_out and "killed" in run.summary.stop_reason and run.summary.requests > 0
     with pytest.raises(ProcessLookupError):
         os.killpg(run.pid, 0)  # nothing left in Locust's process group
