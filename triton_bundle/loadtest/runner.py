@@ -158,6 +158,13 @@ def locust_command(settings: LoadSettings, settings_path: Path, run_dir: Path) -
     return command
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT is how the runner stops Locust, and an ignored or blocked SIGINT
+    is inherited across exec (a parent that ignores it would leave Locust deaf to the stop)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _kill_group(process: subprocess.Popen[bytes], grace_s: float = SHUTDOWN_GRACE_S) -> None:
     """SIGINT Locust (it stops its workers and writes its reports), then SIGKILL its whole group."""
     # Only the master is signalled: it must outlive its workers to collect their last reports. SIGINT,
@@ -187,6 +194,7 @@ def run_locust(settings: LoadSettings, run_dir: Path, limit_s: float | None = No
             env=env,
             cwd=str(run_dir),
             start_new_session=True,  # its own process group: workers die with it
+            preexec_fn=_default_sigint,
         )
         try:
             process.wait(timeout=limit_s)
