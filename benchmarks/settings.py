@@ -34,6 +34,8 @@ class BenchSettings:
 def _served_full() -> tuple[ServedConfig, ...]:
     return (
         ServedConfig("int8-dynamic", dynamic_batching=True, instances=1),
+        # The demo spec's setting: batches still form under load (requests queue while the model runs).
+        ServedConfig("int8-dynamic", dynamic_batching=True, instances=1, max_queue_delay_us=0),
         ServedConfig("int8-dynamic", dynamic_batching=False, instances=1),
         ServedConfig("int8-dynamic", dynamic_batching=True, instances=2),
         ServedConfig("int8-dynamic", dynamic_batching=False, instances=2),
@@ -91,23 +93,25 @@ def _names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
 
 
 def parse_served(text: str) -> tuple[ServedConfig, ...]:
-    """'int8-dynamic:dyn:1,int8-dynamic:off:2,fp32:dyn:1:500' (variant:batching[:instances[:delay_us]])."""
+    """'int8-dynamic:dyn:1,int8-dynamic:off:2,fp32:dyn:1:500:1'
+    (variant:batching[:instances[:delay_us[:intra_op_threads]]]; threads 0: the cores split among instances)."""
     configs = []
     for item in (v.strip() for v in text.split(",") if v.strip()):
         parts = item.split(":")
         if len(parts) < 2 or parts[0] not in VARIANTS or parts[1] not in ("dyn", "off"):
             raise BenchSettingsError(
-                f"--served item {item!r}: expected VARIANT:dyn|off[:INSTANCES[:QUEUE_DELAY_US]], "
+                f"--served item {item!r}: expected VARIANT:dyn|off[:INSTANCES[:QUEUE_DELAY_US[:THREADS]]], "
                 f"VARIANT one of {list(VARIANTS)}"
             )
         try:
             instances = int(parts[2]) if len(parts) > 2 else 1
             delay = int(parts[3]) if len(parts) > 3 else 2000
+            threads = int(parts[4]) if len(parts) > 4 else 0
         except ValueError:
             raise BenchSettingsError(
-                f"--served item {item!r}: INSTANCES and QUEUE_DELAY_US are integers"
+                f"--served item {item!r}: INSTANCES, QUEUE_DELAY_US and THREADS are integers"
             ) from None
-        configs.append(ServedConfig(parts[0], parts[1] == "dyn", instances, delay))
+        configs.append(ServedConfig(parts[0], parts[1] == "dyn", instances, delay, intra_op_threads=threads))
     if not configs:
         raise BenchSettingsError("--served needs at least one VARIANT:dyn|off item")
     return tuple(configs)

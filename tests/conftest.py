@@ -95,13 +95,10 @@ def textgen_workdir(request, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def textgen_server(textgen_workdir):
     """(spec, workdir, server): the family's decoder served by a real local Triton on free ports."""
-    from triton_bundle.repository.generate import generate_repository
-    from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
+    from fixtures.serving import served
 
-    spec, workdir = textgen_workdir
-    repository = generate_repository(spec, workdir, out_dir=workdir.parent / "model_repository", force=True)
-    with LocalTriton(ServerConfig(repository=repository, log_file=workdir.parent / "triton.log")) as server:
-        yield spec, workdir, server
+    with served(*textgen_workdir) as running:
+        yield running
 
 
 @pytest.fixture(scope="session", params=["two-level", "three-level"])
@@ -123,10 +120,7 @@ def diffusion_workdir(request, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def diffusion_server(diffusion_workdir):
     """(spec, workdir, server): the UNet's sampling ensemble served by a real local Triton on free ports."""
-    from triton_bundle.repository.generate import generate_repository
-    from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
+    from fixtures.serving import served
 
-    spec, workdir = diffusion_workdir
-    repository = generate_repository(spec, workdir, out_dir=workdir.parent / "model_repository", force=True)
-    with LocalTriton(ServerConfig(repository=repository, log_file=workdir.parent / "triton.log")) as server:
-        yield spec, workdir, server
+    with served(*diffusion_workdir) as running:
+        yield running

@@ -25,13 +25,10 @@ def image_workdir(request, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def image_server(image_workdir):
-    from triton_bundle.repository.generate import generate_repository
-    from triton_bundle.serving.local_triton import LocalTriton, ServerConfig
+    from fixtures.serving import served
 
-    spec, workdir = image_workdir
-    repository = generate_repository(spec, workdir, out_dir=workdir.parent / "model_repository", force=True)
-    with LocalTriton(ServerConfig(repository=repository, log_file=workdir.parent / "triton.log")) as server:
-        yield spec, workdir, server
+    with served(*image_workdir) as running:
+        yield running
 
 
 def _pytorch_pixels(spec, workdir, seeds, labels):

@@ -83,7 +83,7 @@ def _stats(client: httpclient.InferenceServerClient, model: str) -> dict:
 # -------------------------------------------------------------------------------- the demo repository
 
 
-def test_generated_configs_round_trip_and_validate(demo_repository: Path) -> None:
+def test_generated_configs_round_trip_and_validate(demo_spec: ModelSpec, demo_repository: Path) -> None:
     configs = sorted(demo_repository.glob("*/config.pbtxt"))
     assert {p.parent.name for p in configs} == {
         contract.ensemble_model("minilm-intent"),
@@ -98,7 +98,8 @@ def test_generated_configs_round_trip_and_validate(demo_repository: Path) -> Non
     assert [p for p in validate_repository(demo_repository) if p.severity == "error"] == []
     tensor = read_config(demo_repository / contract.tensor_model("minilm-intent") / "config.pbtxt")
     assert tensor.backend == "python" and all(i.allow_ragged_batch for i in tensor.input)
-    assert tensor.dynamic_batching.max_queue_delay_microseconds == 2000
+    assert tensor.HasField("dynamic_batching")  # on even with no queue delay (the batch forms while it runs)
+    assert tensor.dynamic_batching.max_queue_delay_microseconds == demo_spec.repository.max_queue_delay_us
     assert len(tensor.model_warmup) == 2
 
 

@@ -21,8 +21,8 @@ from triton_bundle.diffusion import unet as du
 from triton_bundle.diffusion.ddim import sample
 from triton_bundle.diffusion.train import gate_inputs
 from triton_bundle.export.onnx_export import export_module, graph_dims
-from triton_bundle.export.record import ExportDetails, ExportRecord
-from triton_bundle.export.report import JSON_NAME, MARKDOWN_NAME, OutputParity, ParityReport
+from triton_bundle.export.record import ExportDetails, ExportRecord, export_artifacts, parity_metrics
+from triton_bundle.export.report import JSON_NAME, OutputParity, ParityReport
 from triton_bundle.export.stage import (
     ONNX_DIR,
     ONNX_FILE,
@@ -171,17 +171,9 @@ def _record(spec, workdir, manifest, checkpoint, outcome, report, image_psnr, la
     onnx_file = (workdir / ONNX_DIR / ONNX_FILE).resolve()
     record = manifest.record(
         ExportRecord(
-            artifacts={
-                "onnx": onnx_file,
-                "report": (workdir / ONNX_DIR / JSON_NAME).resolve(),
-                "report_markdown": (workdir / ONNX_DIR / MARKDOWN_NAME).resolve(),
-                "checkpoint": Path(checkpoint).resolve(),
-            },
-            metrics={
-                "max_abs": max(o.max_abs for o in report.outputs),
-                "max_rel": max(o.max_rel for o in report.outputs),
-                "image_psnr_db": min(image_psnr, 100.0),  # capped: identical images are infinitely close
-            },
+            artifacts=export_artifacts(workdir / ONNX_DIR, ONNX_FILE, checkpoint),
+            # PSNR capped: identical images are infinitely close
+            metrics=parity_metrics(report, image_psnr_db=min(image_psnr, 100.0)),
             details=ExportDetails(
                 task=spec.task,
                 modality="vision",  # the task registry's: a checkpoint directory, precision variants apply

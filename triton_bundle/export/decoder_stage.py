@@ -18,8 +18,14 @@ from triton_bundle.export.decoder import DecoderWithPast
 from triton_bundle.export.decoder_parity import build_cases, compare_cases, greedy_matches
 from triton_bundle.export.loaders import load_hf_model
 from triton_bundle.export.onnx_export import export_module, graph_dims
-from triton_bundle.export.record import DecoderShape, ExportDetails, ExportRecord
-from triton_bundle.export.report import JSON_NAME, MARKDOWN_NAME, ParityReport
+from triton_bundle.export.record import (
+    DecoderShape,
+    ExportDetails,
+    ExportRecord,
+    export_artifacts,
+    parity_metrics,
+)
+from triton_bundle.export.report import JSON_NAME, ParityReport
 from triton_bundle.export.stage import (
     ONNX_DIR,
     ONNX_FILE,
@@ -133,17 +139,8 @@ def _record(spec, workdir, manifest, wrapper, checkpoint, outcome, report) -> Ex
     shape = wrapper.shape
     record = manifest.record(
         ExportRecord(
-            artifacts={
-                "onnx": onnx_file,
-                "report": (workdir / ONNX_DIR / JSON_NAME).resolve(),
-                "report_markdown": (workdir / ONNX_DIR / MARKDOWN_NAME).resolve(),
-                "checkpoint": Path(checkpoint).resolve(),
-            },
-            metrics={
-                "max_abs": max(o.max_abs for o in report.outputs),
-                "max_rel": max(o.max_rel for o in report.outputs),
-                "generation_match": report.generation_match or 0.0,
-            },
+            artifacts=export_artifacts(workdir / ONNX_DIR, ONNX_FILE, checkpoint),
+            metrics=parity_metrics(report, generation_match=report.generation_match or 0.0),
             details=ExportDetails(
                 task=spec.task,
                 modality="text",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 
+from triton_bundle.export.report import JSON_NAME, MARKDOWN_NAME, ParityReport
 from triton_bundle.manifest import StageDetails, StageRecord
 
 
@@ -52,3 +55,29 @@ class ExportRecord(StageRecord):
         if not self.details.input_names or not self.details.output_names:
             raise self.stale("it names no graph inputs / outputs")
         return list(self.details.input_names), list(self.details.output_names)
+
+
+def export_artifacts(
+    target: Path, onnx_file: str, checkpoint: Path, external_data: str | None = None
+) -> dict[str, Path]:
+    """The files every export record names: the graph (and its external weights), the parity report
+    as JSON and Markdown, and the checkpoint the graph came from; absolute, so any stage can open them."""
+    artifacts = {
+        "onnx": (target / onnx_file).resolve(),
+        "report": (target / JSON_NAME).resolve(),
+        "report_markdown": (target / MARKDOWN_NAME).resolve(),
+        "checkpoint": Path(checkpoint).resolve(),
+    }
+    if external_data:
+        artifacts["onnx_data"] = (target / external_data).resolve()
+    return artifacts
+
+
+def parity_metrics(report: ParityReport, **task_metrics: float | None) -> dict[str, float]:
+    """The worst output's absolute and relative error, then the task's own parity figures (None: not
+    measured for this task, left out)."""
+    metrics = {
+        "max_abs": max(o.max_abs for o in report.outputs),
+        "max_rel": max(o.max_rel for o in report.outputs),
+    }
+    return metrics | {name: value for name, value in task_metrics.items() if value is not None}

@@ -29,7 +29,7 @@ from triton_bundle.export.onnx_export import (
 )
 from triton_bundle.export.parity import compare
 from triton_bundle.export.prepared import PreparedExport
-from triton_bundle.export.record import ExportDetails, ExportRecord
+from triton_bundle.export.record import ExportDetails, ExportRecord, export_artifacts, parity_metrics
 from triton_bundle.export.report import JSON_NAME, MARKDOWN_NAME, CleanupRecord, ParityReport
 from triton_bundle.export.tasks import ExportTask, get_task
 from triton_bundle.manifest import Manifest, dump_json
@@ -242,24 +242,13 @@ def _describe(report, spec, prepared, outcome: ExportOutcome, cleanup, chosen: P
 def _record(spec, workdir, manifest, prepared, outcome, report, labels) -> ExportRecord:
     target = workdir / ONNX_DIR
     onnx_file = (target / ONNX_FILE).resolve()
-    artifacts = {
-        "onnx": onnx_file,
-        "report": (target / JSON_NAME).resolve(),
-        "report_markdown": (target / MARKDOWN_NAME).resolve(),
-        "checkpoint": prepared.source.resolve(),
-    }
-    if report.external_data:
-        artifacts["onnx_data"] = (target / report.external_data).resolve()
     dtypes = graph_dtypes(onnx_file)
     record = manifest.record(
         ExportRecord(
-            artifacts=artifacts,
-            metrics={
-                "max_abs": max(o.max_abs for o in report.outputs),
-                "max_rel": max(o.max_rel for o in report.outputs),
-                **({"label_agreement": report.label_agreement} if report.label_agreement is not None else {}),
-                **({"min_cosine": report.min_cosine} if report.min_cosine is not None else {}),
-            },
+            artifacts=export_artifacts(target, ONNX_FILE, prepared.source, report.external_data),
+            metrics=parity_metrics(
+                report, label_agreement=report.label_agreement, min_cosine=report.min_cosine
+            ),
             details=ExportDetails(
                 task=spec.task,
                 modality=get_task(spec.task).modality,
