@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_SPEC = ROOT / "examples" / "minilm-intent" / "spec.yaml"
 sys.path.insert(0, str(ROOT))  # benchmarks/ is a script directory, not an installed package
 
-from benchmarks.machine_limits import limit_for, matmul_work  # noqa: E402
+from benchmarks.machine_limits import cores, limit_for, matmul_work  # noqa: E402
 from benchmarks.ort_inprocess import length_groups  # noqa: E402
 from benchmarks.results import Latency, Row, StageSplit  # noqa: E402
 from benchmarks.settings import BenchSettingsError, parse_served  # noqa: E402
@@ -59,13 +59,16 @@ def test_matmul_work_counts_linear_and_quadratic_terms(tmp_path):
 
 
 def test_served_configs_parse_and_reject_bad_items():
-    configs = parse_served("int8-dynamic:dyn:2:500,fp32:off")
-    assert [(c.variant, c.dynamic_batching, c.instances, c.max_queue_delay_us) for c in configs] == [
-        ("int8-dynamic", True, 2, 500),
-        ("fp32", False, 1, 2000),
+    configs = parse_served("int8-dynamic:dyn:2:500,fp32:off,int8-dynamic:dyn:2:500:1")
+    assert [
+        (c.variant, c.dynamic_batching, c.instances, c.max_queue_delay_us, c.threads) for c in configs
+    ] == [
+        ("int8-dynamic", True, 2, 500, max(1, cores() // 2)),
+        ("fp32", False, 1, 2000, cores()),
+        ("int8-dynamic", True, 2, 500, 1),
     ]
     assert configs[0].slug != configs[1].slug
-    for bad in ("int4:dyn", "fp32:maybe", "fp32:dyn:two"):
+    for bad in ("int4:dyn", "fp32:maybe", "fp32:dyn:two", "fp32:dyn:1:0:x"):
         with pytest.raises(BenchSettingsError):
             parse_served(bad)
 
