@@ -189,7 +189,8 @@ def batching_targets(
             ),
             None,
         )
-        name = f"dynamic batching, {batched.variant} x{key[1]}"
+        delay = batched.settings.get("max_queue_delay_us")
+        name = f"dynamic batching{f' {delay}us' if delay is not None else ''}, {batched.variant} x{key[1]}"
         if plain is None:
             continue  # a configuration measured only with batching: nothing to compare it with
         ratio = batched.throughput / plain.throughput if plain.throughput else float("inf")

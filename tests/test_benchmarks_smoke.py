@@ -24,7 +24,13 @@ from benchmarks.machine_limits import cores, limit_for, matmul_work  # noqa: E40
 from benchmarks.ort_inprocess import length_groups  # noqa: E402
 from benchmarks.results import Latency, Row, StageSplit  # noqa: E402
 from benchmarks.settings import BenchSettingsError, parse_served  # noqa: E402
-from benchmarks.targets import expected_padded_width, p50_target, request_split, speedup_target  # noqa: E402
+from benchmarks.targets import (  # noqa: E402
+    batching_targets,
+    expected_padded_width,
+    p50_target,
+    request_split,
+    speedup_target,
+)
 
 
 def _attention_like(path: Path, hidden: int = 8, out: int = 4) -> Path:
@@ -123,6 +129,20 @@ def test_floors_pass_and_fail_on_the_rows_of_the_same_run():
     assert speedup_target(baseline, late, cores=2).passed is False
     assert speedup_target(baseline, fast[:1], cores=2).passed is None  # 8 clients not measured
     assert p50_target(fast[1:], cores=2).passed is None
+
+
+def test_batching_floor_compares_each_queue_delay_with_no_batching():
+    def served(rps: float, p50: float, delay: int | None) -> Row:
+        row = _row("served", 16, rps, p50, p50 * 2, p50)
+        row.settings = {"dynamic_batching": delay is not None, "max_queue_delay_us": delay, "instances": 1}
+        return row
+
+    checks = batching_targets([served(390, 40, 2000), served(330, 40, 0), served(260, 60, None)], cores=2)
+    assert [(c.name, c.passed) for c in checks] == [
+        ("dynamic batching 2000us, int8-dynamic x1", True),  # 1.5x
+        ("dynamic batching 0us, int8-dynamic x1", False),  # 1.27x < 1.3x
+    ]
+    assert checks[1].measured.startswith(f"{330 / 260:.2f}x throughput (330.0 vs 260.0 req/s)")
 
 
 @pytest.mark.slow
