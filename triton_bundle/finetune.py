@@ -16,6 +16,7 @@ from pathlib import Path
 from triton_bundle.atomic import atomic_path, check_overwrite
 from triton_bundle.data import TextDataset, load_texts
 from triton_bundle.errors import BundleError
+from triton_bundle.export.tasks import get_task, stage_function
 from triton_bundle.finetune_record import FinetuneDetails, FinetuneRecord
 from triton_bundle.hf import quiet_offline
 from triton_bundle.labels import GoldLabels, LabelMismatchError, map_gold
@@ -125,20 +126,11 @@ def finetune(spec: ModelSpec, workdir: Path, force: bool = False) -> FinetuneRes
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     quiet_offline()
-    if spec.task == "diffusion":  # a UNet trained from scratch; its recipe is the spec's diffusion section
-        from triton_bundle.diffusion.train import finetune_diffusion
-
-        return finetune_diffusion(spec, workdir, force)
-    if spec.finetune is None:
-        raise FinetuneError("the spec has no 'finetune' section")
-    if spec.task == "text-generation":  # a decoder: its own trainer (eval_accuracy is exp(-held-out loss))
-        from triton_bundle.generation.train import finetune_causal_lm
-
-        return finetune_causal_lm(spec, workdir, force)
-    if spec.task == "image-generation":  # a class-conditional generator on the digits (imagegen.train)
-        from triton_bundle.imagegen.train import finetune_image_generator
-
-        return finetune_image_generator(spec, workdir, force)
+    task = get_task(spec.task)
+    if getattr(spec, task.finetune_section, None) is None:
+        raise FinetuneError(f"the spec has no '{task.finetune_section}' section")
+    if task.finetune_stage:  # a decoder, a generator, a diffusion UNet: each has its own trainer
+        return stage_function(task.finetune_stage)(spec, workdir, force)
     if spec.task != "text-classification":
         raise FinetuneError(f"fine-tuning is built for text-classification, not '{spec.task}'")
     cfg = spec.finetune

@@ -31,7 +31,7 @@ from triton_bundle.export.parity import compare
 from triton_bundle.export.prepared import PreparedExport
 from triton_bundle.export.record import ExportDetails, ExportRecord, export_artifacts, parity_metrics
 from triton_bundle.export.report import JSON_NAME, MARKDOWN_NAME, CleanupRecord, ParityReport
-from triton_bundle.export.tasks import ExportTask, get_task
+from triton_bundle.export.tasks import ExportTask, get_task, stage_function
 from triton_bundle.manifest import Manifest, dump_json
 from triton_bundle.spec import ModelSpec
 
@@ -168,10 +168,7 @@ def export_model(spec: ModelSpec, workdir: Path, force: bool = False) -> ExportR
     task: ExportTask = get_task(spec.task)
     check_source_kind(spec, task)
     if task.export_stage:  # e.g. text-generation: a KV-cache graph with its own parity proof
-        import importlib
-
-        module, function = task.export_stage.split(":")
-        return getattr(importlib.import_module(module), function)(spec, workdir, force)
+        return stage_function(task.export_stage)(spec, workdir, force)
     workdir = Path(workdir)
     target = workdir / ONNX_DIR
     check_overwrite(target / ONNX_FILE, force)

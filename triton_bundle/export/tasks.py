@@ -2,11 +2,14 @@
 
 Each entry says which modality builds its inputs (text: tokenizer, vision: image processor, tensor:
 inputs declared in the spec), which transformers auto class loads the checkpoint, how the model is
-wrapped so its forward returns plain tensors in a fixed order, and how parity is judged.
+wrapped so its forward returns plain tensors in a fixed order, and how parity is judged. A task whose
+training, export, precision gate or repository differs end to end names its own stage functions as
+"module:function" strings, imported only when that task runs (so this module stays torch-free).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -51,6 +54,11 @@ class ExportTask:
     head: str | None = None
     # A task whose repository differs from its modality's plan names its own: "module:function".
     repository_plan: str | None = None
+    # finetune(spec, workdir, force) for a task with its own trainer, and the spec section it reads.
+    finetune_stage: str | None = None
+    finetune_section: str = "finetune"
+    # make_variants(spec, workdir, wanted) for a task gated on more than its graph's outputs.
+    precision_stage: str | None = None
 
 
 TASKS: dict[str, ExportTask] = {
@@ -104,6 +112,8 @@ TASKS: dict[str, ExportTask] = {
         agreement="tokens",
         export_stage="triton_bundle.export.decoder_stage:export_decoder",
         repository_plan="triton_bundle.repository.generation:generation_plan",
+        finetune_stage="triton_bundle.generation.train:finetune_causal_lm",  # eval_accuracy: exp(-loss)
+        precision_stage="triton_bundle.precision.decoder_variants:make_decoder_variants",  # next-token, perplexity
     ),
     "diffusion": ExportTask(
         name="diffusion",
@@ -116,6 +126,9 @@ TASKS: dict[str, ExportTask] = {
         # sample + timestep + class in, predicted noise out; parity per timestep and on sampled images
         export_stage="triton_bundle.diffusion.export_stage:export_diffusion",
         repository_plan="triton_bundle.diffusion.repository:diffusion_plan",  # seed -> DDIM loop (BLS) -> PNG
+        finetune_stage="triton_bundle.diffusion.train:finetune_diffusion",  # a UNet trained from scratch
+        finetune_section="diffusion",
+        precision_stage="triton_bundle.diffusion.variants:make_diffusion_variants",  # the served loop's images
     ),
     "image-generation": ExportTask(
         name="image-generation",
@@ -128,6 +141,8 @@ TASKS: dict[str, ExportTask] = {
         # latent + class in, image out; parity judged on the images at image.gate_seeds
         export_stage="triton_bundle.imagegen.export:export_generator",
         repository_plan="triton_bundle.imagegen.repository:image_plan",  # seed -> latent -> generator -> PNG
+        finetune_stage="triton_bundle.imagegen.train:finetune_image_generator",  # on the digits
+        precision_stage="triton_bundle.imagegen.variants:make_image_variants",  # PSNR / SSIM / classifier
     ),
     "tensor": ExportTask(
         name="tensor",
@@ -137,6 +152,12 @@ TASKS: dict[str, ExportTask] = {
         input_axes={},
     ),
 }
+
+
+def stage_function(entry: str) -> Callable[..., Any]:
+    """The function a registry entry names as "module:function", imported now."""
+    module, function = entry.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def get_task(name: str) -> ExportTask:

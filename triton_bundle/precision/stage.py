@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from triton_bundle.atomic import atomic_path, check_overwrite
 from triton_bundle.export.record import ExportRecord
+from triton_bundle.export.tasks import get_task, stage_function
 from triton_bundle.labels import GoldLabels, map_gold
 from triton_bundle.manifest import Manifest, dump_json
 from triton_bundle.precision import fp16, int8_dynamic, int8_qdq
@@ -428,18 +429,9 @@ def make_variants(
         raise PrecisionError(f"unknown precision variant(s) {unknown}; expected some of {list(BUILDERS)}")
     for variant in wanted:
         check_overwrite(workdir / PRECISION_DIR / variant, force)
-    if spec.task == "text-generation":  # a KV-cache decoder: gated on next-token agreement and perplexity
-        from triton_bundle.precision.decoder_variants import make_decoder_variants
-
-        return make_decoder_variants(spec, workdir, wanted)
-    if spec.task == "diffusion":  # the UNet, gated on the images the served DDIM loop makes
-        from triton_bundle.diffusion.variants import make_diffusion_variants
-
-        return make_diffusion_variants(spec, workdir, wanted)
-    if spec.task == "image-generation":  # a generator: gated on PSNR / SSIM / classifier agreement at seeds
-        from triton_bundle.imagegen.variants import make_image_variants
-
-        return make_image_variants(spec, workdir, wanted)
+    task = get_task(spec.task)
+    if task.precision_stage:  # a decoder, a generator, a diffusion UNet: gated on what they generate
+        return stage_function(task.precision_stage)(spec, workdir, wanted)
     manifest = Manifest.load(workdir, spec.name)
     (workdir / PRECISION_DIR).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".work-", dir=workdir / PRECISION_DIR) as scratch:

@@ -6,7 +6,6 @@ names / scores or embeddings back; the tensor model stays callable for clients t
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ import numpy as np
 from tokenizers import Tokenizer
 from tritonclient.grpc import model_config_pb2 as mc
 
-from triton_bundle.export.tasks import get_task
+from triton_bundle.export.tasks import get_task, stage_function
 from triton_bundle.repository import configs, contract, warmup
 from triton_bundle.repository.heads import HeadInputs, classifier_output, head_kind, labels_text
 from triton_bundle.repository.layout import ModelFiles, python_model_source
@@ -285,6 +284,5 @@ def plan_for(spec: ModelSpec, options: RepositoryOptions, sources: ModelSources)
     """The task's repository plan, chosen by its registry entry (export/tasks.py)."""
     task = get_task(spec.task)
     if task.repository_plan:  # e.g. text-generation: a decoupled decoder model of its own
-        module, function = task.repository_plan.split(":")
-        return getattr(importlib.import_module(module), function)(spec, options, sources)
+        return stage_function(task.repository_plan)(spec, options, sources)
     return _PLANS[task.modality](spec, options, sources)
