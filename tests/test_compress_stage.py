@@ -4,6 +4,7 @@ repository then use; rejection and --search; embeddings and token classification
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -78,19 +79,41 @@ def test_student_is_a_smaller_checkpoint_that_loads_and_passes(compressed, teach
     assert "| teacher | 4 | 64 |" in (workdir / "compress" / "report.md").read_text()
 
 
-def test_student_logits_match_the_reloaded_checkpoint(compressed, data):
+def _assert_gated_student_is_the_saved_one(spec, result, data) -> None:
     """The gate judged the same model that was saved: its agreement is recomputable from disk."""
-    spec, _, result = compressed["bert"]
     tokenizer = transformers.AutoTokenizer.from_pretrained(result.student)
     student = transformers.AutoModelForSequenceClassification.from_pretrained(result.student).eval()
     teacher = transformers.AutoModelForSequenceClassification.from_pretrained(spec.source.path).eval()
     texts = [json.loads(line)["text"] for line in (data / "heldout.jsonl").read_text().splitlines()]
     enc = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    enc = {k: v for k, v in enc.items() if k in inspect.signature(student.forward).parameters}
     with torch.no_grad():
         agree = (student(**enc).logits.argmax(-1) == teacher(**enc).logits.argmax(-1)).float().mean()
     assert float(agree) == pytest.approx(
         result.report.candidates[0].metrics.label_agreement, abs=1 / len(texts)
     )
+
+
+def test_student_logits_match_the_reloaded_checkpoint(compressed, data):
+    spec, _, result = compressed["bert"]
+    _assert_gated_student_is_the_saved_one(spec, result, data)
+
+
+@pytest.mark.parametrize("arch", ["mpnet", "deberta-v2"])
+def test_a_family_without_a_known_layout_is_read_from_its_blocks_and_compressed(tmp_path, data, arch):
+    """No attribute names known in advance: q / k / v / output and the FFN are found by their shapes."""
+    teacher = save_teacher(tmp_path / "teacher", arch, "text-classification", data)
+    spec = compress_spec(tmp_path, teacher, data)
+    result = compress(spec, tmp_path / "work")
+    assert result.passed, result.report.markdown()
+    assert result.report.family_layout.startswith("read from the blocks")
+    config = json.loads((result.student / "config.json").read_text())
+    assert (config["model_type"], config["num_hidden_layers"], config["intermediate_size"]) == (
+        arch,
+        2,
+        32,
+    )
+    _assert_gated_student_is_the_saved_one(spec, result, data)
 
 
 def test_export_precision_and_repository_pick_the_student(compressed, teachers, tmp_path):

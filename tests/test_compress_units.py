@@ -20,7 +20,15 @@ from triton_bundle.errors import BundleError
 from triton_bundle.manifest import Manifest
 from triton_bundle.spec import CompressSpec, SpecError, load_spec
 
-FAMILIES = ["bert", "roberta", "distilbert"]
+FAMILIES = ["bert", "roberta", "distilbert", "mpnet", "deberta-v2"]
+# The attribute paths each family's query projection is found at (the last two are read from the blocks).
+QUERY = {
+    "bert": "attention.self.query",
+    "roberta": "attention.self.query",
+    "distilbert": "attention.q_lin",
+    "mpnet": "attention.attn.q",
+    "deberta-v2": "attention.self.query_proj",
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +55,8 @@ def test_blocks_are_located_by_structure(untrained, arch):
     assert len(located.blocks(model)) == 4
     ffn_out = located.linear(located.blocks(model)[0], "ffn_out")
     assert ffn_out.in_features == 64 and ffn_out.out_features == 32
-    expected = "attention.q_lin" if arch == "distilbert" else "attention.self.query"
-    assert located.layout.query == expected
+    assert located.layout.query == QUERY[arch]
+    assert located.layout.name.startswith("read from the blocks") == (arch in ("mpnet", "deberta-v2"))
 
 
 def test_a_family_without_known_blocks_is_refused(tmp_path, untrained):

@@ -1,8 +1,11 @@
 """Find a model's transformer blocks, attention projections and FFN by module structure, not by name.
 
 A layout names the attribute paths inside one block. A model is supported when it holds an
-`nn.ModuleList` of `config.num_hidden_layers` blocks that all match one layout; BERT, RoBERTa,
-MiniLM and ELECTRA share the first layout, DistilBERT has its own.
+`nn.ModuleList` of `config.num_hidden_layers` blocks that all match one layout. BERT, RoBERTa,
+MiniLM and ELECTRA share the first known layout, DistilBERT has its own; any other family is read from
+its blocks' linear layers (`infer_layout`): three hidden -> hidden projections (query, key, value)
+then one more (the attention output), and one hidden -> F -> hidden pair (the FFN) whose width F a
+config field holds. MPNet and DeBERTa-v2/v3 are found this way.
 """
 
 from __future__ import annotations
@@ -50,6 +53,42 @@ LAYOUTS = (
 )
 
 
+# Config fields that hold the FFN width, by family; the one whose value is the measured width is used.
+FFN_WIDTH_FIELDS = ("intermediate_size", "hidden_dim", "ffn_dim", "encoder_ffn_dim", "d_ff", "n_inner")
+
+
+def infer_layout(block: nn.Module, config) -> BlockLayout | None:
+    """The layout of `block` read from its nn.Linear layers in registration order, or None when they
+    are not exactly q, k, v, attention output (all hidden -> hidden) and an FFN pair (hidden -> F ->
+    hidden, F != hidden): fused QKV, gated FFNs or extra projections are not guessed at."""
+    hidden = next(
+        (getattr(config, f) for f in ("hidden_size", "dim", "d_model") if getattr(config, f, None)), None
+    )
+    linears = [(path, m) for path, m in block.named_modules() if isinstance(m, nn.Linear)]
+    if hidden is None or len(linears) != 6:
+        return None
+    square = [path for path, m in linears[:4] if (m.in_features, m.out_features) == (hidden, hidden)]
+    (ffn_in_path, ffn_in), (ffn_out_path, ffn_out) = linears[4:]
+    width = ffn_in.out_features
+    ffn_shape = (ffn_in.in_features, ffn_out.in_features, ffn_out.out_features)
+    if len(square) != 4 or width == hidden or ffn_shape != (hidden, width, hidden):
+        return None
+    field = next((f for f in FFN_WIDTH_FIELDS if getattr(config, f, None) == width), None)
+    if field is None:
+        return None
+    query, key, value, attn_out = square
+    return BlockLayout(
+        name=f"read from the blocks: {query}, {key}, {value} + {attn_out} + {ffn_in_path} + {ffn_out_path}",
+        query=query,
+        key=key,
+        value=value,
+        attn_out=attn_out,
+        ffn_in=ffn_in_path,
+        ffn_out=ffn_out_path,
+        ffn_config=field,
+    )
+
+
 @dataclass(frozen=True)
 class Located:
     """Where the blocks are in one model instance, and the sizes that pruning changes."""
@@ -93,7 +132,8 @@ def locate(model: nn.Module) -> Located:
     for path, module in model.named_modules():
         if not isinstance(module, nn.ModuleList) or len(module) != layers:
             continue
-        for layout in LAYOUTS:
+        inferred = infer_layout(module[0], config)
+        for layout in (*LAYOUTS, *([inferred] if inferred else [])):
             if all(_matches(block, layout) for block in module):
                 ffn = getattr(config, layout.ffn_config, None)
                 head_size = module[0].get_submodule(layout.query).out_features // heads
@@ -103,5 +143,7 @@ def locate(model: nn.Module) -> Located:
     expected = "; or ".join(layout.name for layout in LAYOUTS)
     raise UnsupportedFamilyError(
         f"cannot locate the transformer layers of {what}: expected an nn.ModuleList of "
-        f"config.num_hidden_layers={layers} blocks, each with {expected}"
+        f"config.num_hidden_layers={layers} blocks, each with {expected}; or, in any family, exactly six "
+        "linear layers per block: query, key, value and attention output (hidden -> hidden), then an FFN "
+        f"(hidden -> F -> hidden, F in one of the config fields {', '.join(FFN_WIDTH_FIELDS)})"
     )
