@@ -49,13 +49,9 @@ def demo_spec():
 @pytest.fixture(scope="session")
 def demo_workdir(demo_spec, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Fine-tuned checkpoint + verified ONNX for the demo model, recorded in the manifest."""
-    from triton_bundle.export.stage import export_model
-    from triton_bundle.finetune import finetune
+    from fixtures.serving import exported
 
-    workdir = tmp_path_factory.mktemp("demo") / "artifacts"
-    finetune(demo_spec, workdir)
-    export_model(demo_spec, workdir)
-    return workdir
+    return exported(demo_spec, tmp_path_factory.mktemp("demo") / "artifacts")[1]
 
 
 @pytest.fixture(scope="session")
@@ -79,17 +75,13 @@ def demo_server(demo_repository: Path):
 @pytest.fixture(scope="session", params=["gpt2", "llama"])
 def textgen_workdir(request, tmp_path_factory: pytest.TempPathFactory):
     """(spec, workdir) per family: a tiny causal LM fine-tuned on the support corpus, exported with a KV cache."""
+    from fixtures.serving import exported
     from fixtures.textgen import tiny_checkpoint, tiny_spec
-
-    from triton_bundle.export.stage import export_model
-    from triton_bundle.finetune import finetune
 
     root = tmp_path_factory.mktemp(f"textgen-{request.param}")
     spec = tiny_spec(request.param, tiny_checkpoint(request.param, root / "base"))
     workdir = root / "artifacts"
-    finetune(spec, workdir)
-    export_model(spec, workdir)
-    return spec, workdir
+    return exported(spec, workdir)
 
 
 @pytest.fixture(scope="session")
@@ -106,15 +98,11 @@ def diffusion_workdir(request, tmp_path_factory: pytest.TempPathFactory):
     """(spec, workdir) per UNet configuration: a tiny class-conditional UNet2DModel trained a few steps
     on the digits and exported to ONNX (parity proven by the export stage)."""
     from fixtures.diffusion import tiny_spec
-
-    from triton_bundle.export.stage import export_model
-    from triton_bundle.finetune import finetune
+    from fixtures.serving import exported
 
     spec = tiny_spec(request.param)
     workdir = tmp_path_factory.mktemp(f"diffusion-{request.param}") / "artifacts"
-    finetune(spec, workdir)
-    export_model(spec, workdir)
-    return spec, workdir
+    return exported(spec, workdir)
 
 
 @pytest.fixture(scope="session")

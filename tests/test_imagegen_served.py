@@ -13,14 +13,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="session", params=sorted(FAMILIES))
 def image_workdir(request, tmp_path_factory):
     """(spec, workdir): a tiny generator of the family, trained and exported."""
-    from triton_bundle.export.stage import export_model
-    from triton_bundle.finetune import finetune
+    from fixtures.serving import exported
 
     spec = tiny_spec(request.param)
     workdir = tmp_path_factory.mktemp(f"imagegen-{request.param}") / "artifacts"
-    finetune(spec, workdir)
-    export_model(spec, workdir)
-    return spec, workdir
+    return exported(spec, workdir)
 
 
 @pytest.fixture(scope="session")

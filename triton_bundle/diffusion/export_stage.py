@@ -22,7 +22,7 @@ from triton_bundle.diffusion.ddim import sample
 from triton_bundle.diffusion.train import gate_inputs
 from triton_bundle.export.onnx_export import export_module, graph_dims
 from triton_bundle.export.record import ExportDetails, ExportRecord, export_artifacts, parity_metrics
-from triton_bundle.export.report import JSON_NAME, OutputParity, ParityReport
+from triton_bundle.export.report import JSON_NAME, OutputParity, ParityReport, tolerance_failures
 from triton_bundle.export.stage import (
     ONNX_DIR,
     ONNX_FILE,
@@ -93,11 +93,7 @@ def _verify(
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rows = _unet_rows(spec, wrapper, session, len(labels))
     image_psnr = image_parity(spec, unet, scheduler, session, labels, spec.diffusion.steps)
-    failures = [
-        f"{r.case}: max abs {r.max_abs:.3g} > {spec.export.tolerances.max_abs:g}"
-        for r in rows
-        if not r.within_tolerance
-    ]
+    failures = tolerance_failures(rows, spec.export.tolerances.max_abs)
     if image_psnr < spec.image.min_parity_psnr_db:
         failures.append(
             f"sampled images differ from diffusers': PSNR {image_psnr:.1f} dB < {spec.image.min_parity_psnr_db:g} dB"

@@ -25,7 +25,7 @@ from triton_bundle.export.record import (
     export_artifacts,
     parity_metrics,
 )
-from triton_bundle.export.report import JSON_NAME, ParityReport
+from triton_bundle.export.report import JSON_NAME, ParityReport, tolerance_failures
 from triton_bundle.export.stage import (
     ONNX_DIR,
     ONNX_FILE,
@@ -66,11 +66,7 @@ def _verify(spec, model, tokenizer, wrapper, onnx_path: Path, exporter: str) -> 
     matches = greedy_matches(
         model, OrtDecoder(onnx_path, session=session), prompts, spec.generation.parity_new_tokens, pad, eos
     )
-    failures = [
-        f"{r.case} {r.output}: max abs {r.max_abs:.3g} > {spec.export.tolerances.max_abs:g}"
-        for r in rows
-        if not r.within_tolerance
-    ]
+    failures = tolerance_failures(rows, spec.export.tolerances.max_abs)
     if not all(matches):
         failures.append(
             f"greedy generation differs from PyTorch generate() on {matches.count(False)} of {len(matches)} prompts"

@@ -22,6 +22,13 @@ class OutputParity(BaseModel):
     within_tolerance: bool
 
 
+def tolerance_failures(rows: list[OutputParity], max_abs: float) -> list[str]:
+    """One line per compared output outside the absolute tolerance, naming its case and output."""
+    return [
+        f"{r.case} {r.output}: max abs {r.max_abs:.3g} > {max_abs:g}" for r in rows if not r.within_tolerance
+    ]
+
+
 class CleanupRecord(BaseModel):
     """What the optional graph clean-up did, and whether its result was kept."""
 
